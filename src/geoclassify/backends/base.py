@@ -1,0 +1,45 @@
+"""What a backend is: something that maps a normalised (batch, bands, height, width) stack to scores."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..arguments import ArgumentSpec
+
+
+class Backend(Protocol):
+    """A loaded model in some runtime. Shapes use ``None`` for a dimension the model leaves open."""
+
+    framework: str
+    input_shape: tuple[int | None, int | None, int | None, int | None]
+    output_classes: int | None
+
+    def argument_specs(self, default_batch_size: int, default_tta: bool) -> list[ArgumentSpec]:
+        """The model arguments this backend accepts, with their defaults."""
+        ...
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Raw scores, shaped (batch, classes)."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """Runtime facts for ``inspect`` (file, runtime version, input and output names and shapes)."""
+        ...
+
+
+def to_probabilities(scores: np.ndarray, model_output: str | None) -> np.ndarray:
+    """Probabilities per row: softmax of logits, or the scores as they are when they already are probabilities.
+
+    With no ``ModelOutput`` key we look at the numbers: rows that are non-negative and sum to 1 are
+    probabilities; anything else is taken as logits.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if model_output == "probabilities":
+        return scores
+    if model_output is None and scores.size and np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4):
+        return scores
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)

@@ -1,0 +1,186 @@
+"""The ``geoclassify`` command: a thin shell over :mod:`geoclassify.api`.
+
+Every error a user can cause ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model, sample_paths
+from .arguments import split_assignments
+from .errors import GeoclassifyError
+
+EXIT_ERROR = 1
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    click.echo(f"geoclassify: warning: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="geoclassify")
+def cli() -> None:
+    """Classify objects in imagery with deep learning (Esri .dlpk/.emd and ONNX models)."""
+
+
+@cli.command()
+@click.option("--image", required=True, help="Raster to cut chips from (anything GDAL reads).")
+@click.option("--model", required=True, help="Model: a .dlpk, an .emd file, or the EMD JSON itself.")
+@click.option("--features", required=True, help="Feature layer: one chip and one label per feature.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Output file; the format follows the extension (.gpkg, .shp, .geojson, .fgb, .parquet).",
+)
+@click.option("--features-layer", metavar="NAME", help="Layer of --features to read (default: the first).")
+@click.option("--out-layer", metavar="NAME", help="Layer name in a GeoPackage output (default: the file name).")
+@click.option("--label-field", default=DEFAULT_LABEL_FIELD, show_default=True, help="Name of the class label field.")
+@click.option(
+    "--argument",
+    "arguments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Model argument, repeatable (see `geoclassify inspect MODEL`).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def classify(
+    image: str,
+    model: str,
+    features: str,
+    out: str,
+    features_layer: str | None,
+    out_layer: str | None,
+    label_field: str,
+    arguments: tuple[str, ...],
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Label every feature with the class the model sees in its image chip."""
+    summary = classify_objects(
+        image,
+        model,
+        features,
+        out,
+        features_layer=features_layer,
+        out_layer=out_layer,
+        label_field=label_field,
+        arguments=split_assignments(arguments),
+        overwrite=overwrite,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    click.echo(f"geoclassify: {summary.line()}", err=True)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--argument", "arguments", multiple=True, metavar="NAME=VALUE", help="Show the model with this argument.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def inspect(model: str, arguments: tuple[str, ...], as_json: bool) -> None:
+    """Show what a model is: framework, chip size, bands, crop mode, classes, normalisation, arguments."""
+    info = inspect_model(model, split_assignments(arguments))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(_format_inspect(info))
+
+
+@cli.command()
+@click.argument("folder", default="geoclassify-sample", type=click.Path(file_okay=False))
+def sample(folder: str) -> None:
+    """Copy the bundled sample (orthophoto, house footprints, roof-damage model) into FOLDER."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = sample_paths()
+    for path in paths.values():
+        shutil.copyfile(path, target / path.name)
+    copied = {key: os.fspath(target / path.name) for key, path in paths.items()}
+    click.echo(f"Sample copied to {target}/. Classify it with:\n")
+    click.echo(
+        f"  geoclassify classify --image {copied['image']} --features {copied['features']} \\\n"
+        f"      --model {copied['model']} --out {os.fspath(target / 'houses-classified.gpkg')}"
+    )
+
+
+def _format_inspect(info: dict[str, Any]) -> str:
+    chip = info["chip_size"]
+    runtime = info["runtime"]
+    lines = [
+        f"Model        {info['model_name'] or '(unnamed)'}  [{info['source']}]",
+        f"Framework    {info['framework']} ({runtime.get('runtime')})",
+        f"Type         {info['model_type']}",
+        f"Chip         {chip['width']} x {chip['height']} pixels (width x height), "
+        + (
+            "fixed size around each feature (CropSizeFixed 1)"
+            if info["crop_size_fixed"]
+            else "feature envelope resized to the chip (CropSizeFixed 0)"
+        ),
+        f"Bands        {info['extract_bands']} (0-based ExtractBands)",
+        f"Blacken      {'yes: pixels outside the polygon are 0' if info['blacken_around_feature'] else 'no'}",
+        f"Image space  {info['image_space']}",
+        f"Output       {info['model_output']}",
+    ]
+    norm = info["normalisation"]
+    if norm["kind"] == "ImageNet":
+        lines.append("Normalise    ImageNet mean/std on 0-255 (no NormalizationStats)")
+    else:
+        lines.append(f"Normalise    NormalizationStats: {norm['formula']}")
+    if info["data_range"]:
+        lines.append(f"Data range   {info['data_range']}")
+    cells = info["cell_size_range"]
+    if cells["min"] or cells["max"]:
+        lines.append(f"Cell sizes   trained from {cells['min']} to {cells['max']}")
+    lines.append("Classes      position  value  name  colour")
+    for c in info["classes"]:
+        lines.append(f"             {c['position']:>8}  {c['value']:>5}  {c['name']}  {c['color'] or ''}")
+    lines.append("Arguments    (--argument NAME=VALUE)")
+    for a in info["arguments"]:
+        lines.append(f"  {a['name']} ({a['type']}, default {a['default']!r}): {a['description']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command and turn every expected failure into one line and an exit code."""
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("default")
+    try:
+        cli.main(args=argv, prog_name="geoclassify", standalone_mode=False)
+    except GeoclassifyError as exc:
+        click.echo(f"geoclassify: error: {exc}", err=True)
+        return EXIT_ERROR
+    except click.exceptions.Abort:
+        click.echo("geoclassify: interrupted; no output was written", err=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("geoclassify: interrupted; no output was written", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except Exception as exc:
+        if os.environ.get("GEOCLASSIFY_DEBUG"):
+            raise
+        click.echo(
+            f"geoclassify: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in geoclassify; run again with GEOCLASSIFY_DEBUG=1 for the traceback and report it.",
+            err=True,
+        )
+        return EXIT_INTERNAL
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

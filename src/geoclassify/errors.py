@@ -1,0 +1,72 @@
+"""One exception tree for everything geoclassify reports to a user.
+
+Every error a user can cause derives from :class:`GeoclassifyError`, so the CLI (and any service) can turn
+it into one clear message without a traceback. Subclasses also derive from the builtin that fits, so
+callers who think in builtins (``except ValueError``) still catch them.
+"""
+
+from __future__ import annotations
+
+
+class GeoclassifyError(Exception):
+    """Base of every error geoclassify raises on purpose."""
+
+
+class ModelPackageError(GeoclassifyError, ValueError):
+    """The model package (.dlpk, .emd, inline EMD) is unreadable, unsafe or inconsistent."""
+
+
+class ModelDefinitionError(ModelPackageError):
+    """A key of the EMD is missing, has the wrong type or an impossible value."""
+
+
+class UnsupportedModelError(ModelPackageError):
+    """The model is well formed but uses a framework or model type this version cannot run."""
+
+
+class ModelMismatchError(ModelPackageError):
+    """The model file disagrees with its EMD (input size, band count, class count)."""
+
+
+class ModelArgumentError(GeoclassifyError, ValueError):
+    """An unknown model argument or a value that cannot be parsed."""
+
+
+class InferenceError(GeoclassifyError, RuntimeError):
+    """The model runtime failed while classifying a batch of chips."""
+
+
+class RasterError(GeoclassifyError, OSError):
+    """The raster cannot be opened or read, or does not fit the model."""
+
+
+class FeatureSourceError(GeoclassifyError, OSError):
+    """The feature layer cannot be opened or read."""
+
+
+class CRSMismatchError(GeoclassifyError, ValueError):
+    """The raster and the features cannot be put in one coordinate system."""
+
+
+class OutputError(GeoclassifyError, OSError):
+    """The output cannot be written where or how it was asked."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output exists and overwriting was not asked for."""
+
+
+class GeoclassifyWarning(UserWarning):
+    """Base of the warnings geoclassify emits; the CLI prints them as one line each."""
+
+
+class NoOverlapWarning(GeoclassifyWarning):
+    """No feature overlaps the raster, so nothing was classified."""
+
+
+class BlackenIgnoredWarning(GeoclassifyWarning):
+    """BlackenAroundFeature has no meaning for points and lines."""
+
+
+class CellSizeWarning(GeoclassifyWarning):
+    """The raster's cell size lies outside the model's training range (MinCellSize/MaxCellSize)."""

@@ -1,0 +1,54 @@
+"""Feature layers through OGR (pyogrio), and GeoParquet through pyarrow, as GeoDataFrames.
+
+The GeoDataFrame keeps every attribute, the original geometries and the input order; the pipeline only
+ever works on reprojected *copies* of the geometries.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+from pyogrio.errors import DataLayerError, DataSourceError
+
+from .errors import FeatureSourceError
+
+PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+
+
+def list_layers(path: str | os.PathLike[str]) -> list[str]:
+    """Layer names of a vector dataset (one for single-layer formats)."""
+    if str(path).lower().endswith(PARQUET_SUFFIXES):
+        return [Path(path).stem]
+    try:
+        return [str(name) for name, _ in pyogrio.list_layers(path)]
+    except (DataSourceError, OSError) as exc:
+        raise FeatureSourceError(f"feature layer {os.fspath(path)!r} cannot be opened by OGR ({exc})") from None
+
+
+def read_features(path: str | os.PathLike[str], layer: str | None = None) -> gpd.GeoDataFrame:
+    """Read a whole layer; a missing layer name is an error that lists the layers there are."""
+    text = os.fspath(path)
+    if "://" not in text and not text.startswith("/vsi") and not Path(text).exists():
+        raise FeatureSourceError(f"feature layer {text!r} not found; check the path given to --features")
+    if text.lower().endswith(PARQUET_SUFFIXES):
+        try:
+            return gpd.read_parquet(text)
+        except Exception as exc:  # pyarrow raises several unrelated types for bad files
+            raise FeatureSourceError(f"feature layer {text!r} is not readable GeoParquet ({exc})") from None
+    layers = list_layers(text)
+    if layer is not None and layer not in layers:
+        raise FeatureSourceError(
+            f"feature layer {text!r} has no layer {layer!r}; its layers: {', '.join(layers) or 'none'}"
+        )
+    if layer is None and len(layers) > 1:
+        layer = layers[0]
+    try:
+        frame = pyogrio.read_dataframe(text, layer=layer)
+    except (DataSourceError, DataLayerError, OSError) as exc:
+        raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry is None:
+        raise FeatureSourceError(f"feature layer {text!r} has no geometry column; give a layer of features")
+    return frame

@@ -1,0 +1,130 @@
+"""A model ready to classify chips: package + runtime + checked arguments, agreeing with its EMD.
+
+Every disagreement between the EMD and the model file (chip size, band count, class count) is found
+here, at load time, before a single raster block is read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .arguments import ArgumentSpec, resolve_arguments
+from .backends import Backend, create_backend, to_probabilities
+from .emd import ModelDefinition
+from .errors import InferenceError, ModelMismatchError
+from .package import ModelPackage, open_package
+from .tta import transforms
+
+#: Batch size when neither the EMD's BatchSize nor a batch_size argument gives one.
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass
+class Model:
+    """What the pipeline needs from a model: chip geometry, bands, and chips-to-probabilities."""
+
+    package: ModelPackage
+    backend: Backend
+    arguments: dict[str, Any]
+    specs: list[ArgumentSpec] = field(repr=False)
+    chip_height: int = 0
+    chip_width: int = 0
+
+    @property
+    def definition(self) -> ModelDefinition:
+        return self.package.definition
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.arguments.get("batch_size") or DEFAULT_BATCH_SIZE)
+
+    @property
+    def band_count(self) -> int | None:
+        """Chip channels: ExtractBands' length, else what the model's input declares."""
+        if self.definition.extract_bands is not None:
+            return len(self.definition.extract_bands)
+        return self.backend.input_shape[1]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (batch, classes) for a stack of *normalised* chips, with TTA when asked."""
+        if self.arguments.get("test_time_augmentation"):
+            square = self.chip_height == self.chip_width
+            views = transforms(self.definition.image_space_used, square)
+            probs = sum(self._predict_plain(view(batch)) for view in views)
+            return probs / len(views)
+        return self._predict_plain(batch)
+
+    def _predict_plain(self, batch: np.ndarray) -> np.ndarray:
+        parts = []
+        step = self.batch_size
+        for start in range(0, len(batch), step):
+            scores = self.backend.predict(batch[start : start + step])
+            self._check_classes(scores.shape[1])
+            parts.append(to_probabilities(scores, self.definition.model_output))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.definition.classes)))
+
+    def _check_classes(self, count: int) -> None:
+        expected = len(self.definition.classes)
+        if count != expected:
+            raise InferenceError(
+                f"{self.package.source}: the model returns {count} scores per chip but the EMD lists "
+                f"{expected} Classes; the class list must match the model's outputs, in order"
+            )
+
+
+def load_model(
+    model: str | os.PathLike[str] | ModelPackage,
+    arguments: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+) -> Model:
+    """Open a model package, load its runtime, and check that model and EMD agree."""
+    package = model if isinstance(model, ModelPackage) else open_package(model)
+    definition = package.definition
+    backend = create_backend(package, threads=threads)
+    height, width = _chip_size(package, backend)
+    _check_bands(package, backend)
+    if backend.output_classes is not None and backend.output_classes != len(definition.classes):
+        raise ModelMismatchError(
+            f"{package.source}: the model outputs {backend.output_classes} classes but the EMD lists "
+            f"{len(definition.classes)} Classes; fix Classes so it matches the model's outputs, in order"
+        )
+    specs = backend.argument_specs(definition.batch_size or DEFAULT_BATCH_SIZE, definition.test_time_augmentation)
+    values = resolve_arguments(specs, arguments)
+    return Model(package, backend, values, specs, height, width)
+
+
+def _chip_size(package: ModelPackage, backend: Backend) -> tuple[int, int]:
+    definition = package.definition
+    _, _, model_h, model_w = backend.input_shape
+    for key, emd_value, model_value in (
+        ("ImageHeight", definition.image_height, model_h),
+        ("ImageWidth", definition.image_width, model_w),
+    ):
+        if emd_value is not None and model_value is not None and emd_value != model_value:
+            raise ModelMismatchError(
+                f"{package.source}: {key} is {emd_value} but the model takes chips of "
+                f"{model_h}x{model_w} pixels (height x width); fix {key} in the EMD"
+            )
+    height = definition.image_height or model_h
+    width = definition.image_width or model_w
+    if height is None or width is None:
+        raise ModelMismatchError(
+            f"{package.source}: no chip size: the EMD lacks ImageHeight/ImageWidth and the model's input "
+            "size is open; add ImageHeight and ImageWidth to the EMD"
+        )
+    return height, width
+
+
+def _check_bands(package: ModelPackage, backend: Backend) -> None:
+    bands: Sequence[int | str] | None = package.definition.extract_bands
+    model_c = backend.input_shape[1]
+    if bands is not None and model_c is not None and len(bands) != model_c:
+        raise ModelMismatchError(
+            f"{package.source}: ExtractBands selects {len(bands)} bands but the model takes {model_c}; "
+            "fix ExtractBands in the EMD"
+        )

@@ -1,0 +1,115 @@
+"""The classification loop: geometries in the raster's CRS in, one class index, confidence and coverage out.
+
+Features are visited in raster order (by window row band, then column) so neighbouring chips hit GDAL's
+block cache, and results are scattered back to input order. No feature is dropped: empty geometries
+and features outside the raster come back with class index -1 and coverage 0.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from .chips import ChipSpec, cut_chip, pixel_geometries, plan_windows
+from .errors import BlackenIgnoredWarning, ModelMismatchError
+from .model import Model
+from .preprocess import Preprocessor
+from .raster import RasterSource
+
+#: Rows of the raster grouped together when ordering features for locality.
+ROW_BAND = 256
+
+
+@dataclass
+class Predictions:
+    """Per-feature results in input order; ``class_index`` is -1 where nothing was classified."""
+
+    class_index: np.ndarray
+    confidence: np.ndarray
+    coverage: np.ndarray
+    empty: np.ndarray
+    outside: np.ndarray
+
+    @property
+    def classified(self) -> np.ndarray:
+        return self.class_index >= 0
+
+
+def chip_spec(model: Model) -> ChipSpec:
+    definition = model.definition
+    return ChipSpec(
+        height=model.chip_height,
+        width=model.chip_width,
+        fixed=definition.crop_size_fixed,
+        blacken=definition.blacken_around_feature,
+    )
+
+
+def classify_geometries(
+    model: Model,
+    raster: RasterSource,
+    geometries: np.ndarray,
+    progress: Callable[[int], None] | None = None,
+) -> Predictions:
+    """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS."""
+    definition = model.definition
+    band_indexes = raster.select_bands(definition.extract_bands)
+    if model.band_count is not None and len(band_indexes) != model.band_count:
+        raise ModelMismatchError(
+            f"{model.package.source}: the model takes {model.band_count} bands but raster {raster.path!r} "
+            f"has {len(band_indexes)} and the EMD has no ExtractBands to choose from them; add ExtractBands"
+        )
+    preprocess = Preprocessor.for_model(definition, band_indexes)
+    spec = chip_spec(model)
+
+    n = len(geometries)
+    pixel_space = pixel_geometries(np.asarray(geometries, dtype=object), raster.inverse_transform)
+    empty = shapely.is_missing(pixel_space) | shapely.is_empty(pixel_space)
+    rows, cols = raster.shape
+    grid = shapely.box(0, 0, cols, rows)
+    outside = ~empty & ~shapely.intersects(pixel_space, grid)
+    todo = np.flatnonzero(~empty & ~outside)
+
+    class_index = np.full(n, -1, dtype=np.int64)
+    confidence = np.full(n, np.nan, dtype=np.float64)
+    coverage = np.zeros(n, dtype=np.float64)
+    if len(todo) == 0:
+        return Predictions(class_index, confidence, coverage, empty, outside)
+
+    geoms = pixel_space[todo]
+    type_names = shapely.get_type_id(geoms)
+    polygonal = np.isin(type_names, [3, 6])  # Polygon, MultiPolygon
+    points = shapely.get_dimensions(geoms) == 0
+    if spec.blacken and not polygonal.all():
+        warnings.warn(
+            f"BlackenAroundFeature has no meaning for points and lines; {int((~polygonal).sum())} "
+            "feature(s) are classified with their surroundings kept",
+            BlackenIgnoredWarning,
+            stacklevel=2,
+        )
+    windows = plan_windows(shapely.bounds(geoms), spec, points)
+    order = np.lexsort((windows[:, 1], windows[:, 0] // ROW_BAND))
+
+    step = model.batch_size
+    for start in range(0, len(order), step):
+        batch = order[start : start + step]
+        chips = []
+        for i in batch:
+            polygon = geoms[i] if polygonal[i] else None
+            chip = cut_chip(raster.read_window, windows[i], spec, polygon)
+            coverage[todo[i]] = chip.coverage
+            chips.append(chip.pixels)
+        with_data = np.array([coverage[todo[i]] > 0 for i in batch])
+        if with_data.any():
+            stack = np.stack([c for c, keep in zip(chips, with_data, strict=True) if keep])
+            probs = model.predict(preprocess(stack))
+            targets = todo[batch[with_data]]
+            class_index[targets] = probs.argmax(axis=1)
+            confidence[targets] = probs.max(axis=1)
+        if progress is not None:
+            progress(len(batch))
+    return Predictions(class_index, confidence, coverage, empty, outside)

@@ -1,0 +1,78 @@
+"""Small ONNX models built with onnx.helper, whose outputs the tests can compute by hand with numpy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def mean_linear_model(
+    path: Path,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    channels: int,
+    height: int | str = 64,
+    width: int | str = 64,
+    batch: int | str = "batch",
+    softmax: bool = False,
+) -> Path:
+    """scores = mean over pixels of each channel, times ``weights.T`` (classes x channels), plus ``bias``."""
+    weights = np.asarray(weights, dtype=np.float32)
+    classes = weights.shape[0]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits" if not softmax else "raw"], transB=1),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["raw"], ["logits"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "mean_linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, channels, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        initializer=[
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def expected_scores(normalised_chips: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """What :func:`mean_linear_model` returns, computed in numpy."""
+    means = normalised_chips.reshape(*normalised_chips.shape[:2], -1).mean(axis=2)
+    return means @ np.asarray(weights).T + np.asarray(bias)
+
+
+def flat_linear_model(path: Path, weights: np.ndarray, bias: np.ndarray, channels: int, height: int,
+                      width: int) -> Path:
+    """scores = flattened chip times ``weights.T`` + ``bias``: every pixel position matters, so a chip cut a
+    pixel off gives other scores."""
+    weights = np.asarray(weights, dtype=np.float32)
+    classes = weights.shape[0]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
+        ],
+        "flat_linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
