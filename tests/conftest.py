@@ -16,7 +16,7 @@ from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from onnx_models import flat_linear_model, mean_linear_model  # noqa: E402
+from onnx_models import flat_linear_model, mean_linear_model
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TWO_CLASSES = [{"Value": 1, "Name": "Intact", "Color": [0, 200, 0]}, {"Value": 2, "Name": "Damaged", "Color": [200, 0, 0]}]

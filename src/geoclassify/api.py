@@ -12,6 +12,7 @@ from typing import Any, overload
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from pyproj.exceptions import CRSError
 
 from .errors import CRSMismatchError, NoOverlapWarning, OutputError
@@ -190,15 +191,27 @@ def _to_raster_crs(frame: gpd.GeoDataFrame, raster: RasterSource, features: Path
             f"{_name(features)} has no coordinate system but raster {raster.path!r} has one "
             f"({raster.crs.to_string()}); assign the layer its CRS (e.g. ogr2ogr -a_srs)"
         )
-    try:
-        if frame.crs == raster.crs:
-            return frame.geometry.to_numpy()
-        return frame.geometry.to_crs(raster.crs.to_wkt()).to_numpy()
-    except (CRSError, ValueError) as exc:
-        raise CRSMismatchError(
-            f"cannot reproject {_name(features)} from {frame.crs.to_string()} to the raster's "
-            f"{raster.crs.to_string()}: {exc}"
-        ) from None
+    if frame.crs == raster.crs:
+        return frame.geometry.to_numpy()
+    problem = ""
+    if frame.crs.is_geographic and len(frame):
+        minx, miny, maxx, maxy = frame.total_bounds
+        if min(minx, miny) < -360 or max(maxx, maxy) > 360:
+            problem = f"its coordinates ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g}) are not degrees"
+    if not problem:
+        with np.errstate(all="ignore"):
+            try:
+                moved = frame.geometry.to_crs(raster.crs.to_wkt()).to_numpy()
+            except (CRSError, ValueError, shapely.errors.GEOSException) as exc:
+                moved, problem = None, str(exc)
+        if moved is not None and not np.isfinite(shapely.get_coordinates(moved)).all():
+            problem = "some coordinates fall outside the area where the two systems convert"
+        if not problem:
+            return moved
+    raise CRSMismatchError(
+        f"cannot reproject {_name(features)} from {frame.crs.to_string()} to the CRS of raster {raster.path!r} "
+        f"({raster.crs.to_string()}): {problem}. Check the layer's CRS (a GeoJSON without one is read as WGS 84)."
+    )
 
 
 def _attach(frame: gpd.GeoDataFrame, predictions: Predictions, model: Model, label_field: str) -> gpd.GeoDataFrame:

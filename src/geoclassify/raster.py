@@ -16,7 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import RasterError
@@ -99,7 +99,7 @@ class RasterSource:
         return self.band_indexes
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (bands, height, width) float32 and a validity mask; outside or NoData pixels are 0."""
+        """Pixels (bands, height, width) float32, NoData and outside pixels 0; valid where every band has data."""
         bands = len(self.band_indexes)
         pixels = np.zeros((bands, height, width), dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
@@ -114,9 +114,12 @@ class RasterSource:
             data = self.dataset.read(indexes, window=window)
             inside = np.ones(data.shape[1:], dtype=bool)
             if self._needs_mask:
-                masks = self.dataset.read_masks(indexes, window=window)
-                inside = np.all(masks > 0, axis=0)
-                data = np.where(inside[None], data, 0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NodataShadowWarning)
+                    masks = self.dataset.read_masks(indexes, window=window) > 0
+                # Each band keeps its own valid pixels, as Esri zeroes masked pixels band by band.
+                data = np.where(masks, data, 0)
+                inside = masks.all(axis=0)
         except RasterioIOError as exc:
             raise RasterError(
                 f"raster {self.path!r}: reading rows {r0}-{r1}, columns {c0}-{c1} failed ({exc})"

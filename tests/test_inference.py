@@ -1,0 +1,110 @@
+"""Model outputs, normalisation and test-time augmentation, computed by hand and compared."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import emd_for, write_dlpk
+from onnx_models import expected_scores, flat_linear_model, mean_linear_model
+from reference import imagenet, softmax
+
+from geoclassify.backends import to_probabilities
+from geoclassify.emd import parse_emd
+from geoclassify.model import load_model
+from geoclassify.preprocess import Preprocessor
+
+
+def test_probabilities_logits_and_auto():
+    logits = np.array([[2.0, -1.0], [0.1, 0.3]])
+    np.testing.assert_allclose(to_probabilities(logits, "logits"), softmax(logits))
+    np.testing.assert_allclose(to_probabilities(logits, None), softmax(logits))
+    probs = np.array([[0.9, 0.1], [0.25, 0.75]])
+    np.testing.assert_allclose(to_probabilities(probs, None), probs)
+    np.testing.assert_allclose(to_probabilities(probs, "logits"), softmax(probs))
+    np.testing.assert_allclose(to_probabilities(probs, "probabilities"), probs)
+
+
+def test_imagenet_normalisation_matches_arcgis_learn():
+    definition = parse_emd(emd_for())
+    chips = np.random.default_rng(0).uniform(0, 255, size=(2, 3, 4, 4)).astype("float32")
+    np.testing.assert_allclose(Preprocessor.for_model(definition, [0, 1, 2])(chips), imagenet(chips), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_normalization_stats_are_indexed_by_extract_bands():
+    stats = {"band_min_values": [0, 10, 100, 1000], "band_max_values": [1, 20, 300, 5000],
+             "scaled_mean_values": [0.1, 0.2, 0.3, 0.4], "scaled_std_values": [0.5, 0.6, 0.7, 0.8]}
+    definition = parse_emd(emd_for(ExtractBands=[3, 1], NormalizationStats=stats))
+    chips = np.random.default_rng(1).uniform(0, 5000, size=(2, 2, 3, 3)).astype("float32")
+    got = Preprocessor.for_model(definition, [3, 1])(chips)
+    for channel, band in enumerate([3, 1]):
+        scaled = (chips[:, channel] - stats["band_min_values"][band]) / (
+            stats["band_max_values"][band] - stats["band_min_values"][band])
+        want = (scaled - stats["scaled_mean_values"][band]) / stats["scaled_std_values"][band]
+        np.testing.assert_allclose(got[:, channel], want, rtol=1e-5, atol=1e-4)
+
+
+def test_data_range_clips_before_normalising():
+    definition = parse_emd(emd_for(DataRange=[10, 200]))
+    chips = np.array([0, 5, 100, 250], dtype="float32").reshape(1, 1, 2, 2).repeat(3, axis=1)
+    got = Preprocessor.for_model(definition, [0, 1, 2])(chips)
+    np.testing.assert_allclose(got, imagenet(np.clip(chips, 10, 200)), rtol=1e-5, atol=1e-5)
+
+
+def test_imagenet_needs_three_bands():
+    with pytest.raises(Exception, match="Add NormalizationStats"):
+        Preprocessor.for_model(parse_emd(emd_for(ExtractBands=[0])), [0])
+
+
+def _flat_model(tmp_path, space, size=8):
+    rng = np.random.default_rng(5)
+    weights = rng.normal(size=(3, 3 * size * size)).astype("float32")
+    model_path = flat_linear_model(tmp_path / "model.onnx", weights, np.zeros(3), 3, size, size)
+    classes = [{"Value": i, "Name": n} for i, n in enumerate("ABC")]
+    emd = emd_for(ImageWidth=size, ImageHeight=size, ImageSpaceUsed=space, Classes=classes)
+    return write_dlpk(tmp_path / "flat.dlpk", emd, model_path), weights
+
+
+@pytest.mark.parametrize(("space", "views"), [("MAP_SPACE", 8), ("PIXEL_SPACE", 2)])
+def test_test_time_augmentation_averages_the_esri_transform_set(tmp_path, space, views):
+    package, weights = _flat_model(tmp_path, space)
+    chips = np.random.default_rng(2).normal(size=(5, 3, 8, 8)).astype("float32")
+    model = load_model(package, {"test_time_augmentation": "true", "batch_size": "2"})
+    variants = []
+    for k in range(4):
+        for flip in (False, True):
+            if space == "PIXEL_SPACE" and k:
+                continue
+            view = np.rot90(chips, k, axes=(2, 3))
+            variants.append(view[..., ::-1] if flip else view)
+    assert len(variants) == views
+    want = np.mean([softmax(v.reshape(5, -1) @ weights.T) for v in variants], axis=0)
+    np.testing.assert_allclose(model.predict(chips), want, rtol=1e-5, atol=1e-6)
+    plain = load_model(package).predict(chips)
+    np.testing.assert_allclose(plain, softmax(chips.reshape(5, -1) @ weights.T), rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_batch_models_and_argument_defaults(tmp_path):
+    path = mean_linear_model(tmp_path / "fixed.onnx", np.eye(2, 3), np.array([0.5, -0.5]), 3, 16, 16, batch=4)
+    package = write_dlpk(tmp_path / "fixed.dlpk", emd_for(model_file="fixed.onnx"), path)
+    model = load_model(package)
+    assert model.batch_size == 4  # the model fixes it
+    chips = np.random.default_rng(3).normal(size=(7, 3, 16, 16)).astype("float32")
+    np.testing.assert_allclose(model.predict(chips), softmax(expected_scores(chips, np.eye(2, 3), [0.5, -0.5])),
+                               rtol=1e-5)
+    dynamic = mean_linear_model(tmp_path / "dyn.onnx", np.eye(2, 3), np.zeros(2), 3, 16, 16)
+    with_batch = write_dlpk(tmp_path / "b.dlpk", emd_for(model_file="dyn.onnx", BatchSize=32), dynamic)
+    assert load_model(with_batch).batch_size == 32
+    without = write_dlpk(tmp_path / "n.dlpk", emd_for(model_file="dyn.onnx"), dynamic)
+    assert load_model(without).batch_size == 16
+
+
+def test_softmax_model_output_is_not_softmaxed_twice(tmp_path):
+    path = mean_linear_model(tmp_path / "sm.onnx", np.eye(2, 3) * 3, np.zeros(2), 3, 16, 16, softmax=True)
+    package = write_dlpk(tmp_path / "sm.dlpk", emd_for(model_file="sm.onnx"), path)
+    chips = np.random.default_rng(4).normal(size=(3, 3, 16, 16)).astype("float32") * 5
+    want = softmax(expected_scores(chips, np.eye(2, 3) * 3, np.zeros(2)))
+    np.testing.assert_allclose(load_model(package).predict(chips), want, rtol=1e-5)
+    assert json.loads(json.dumps(load_model(package).arguments)) == {"batch_size": 16, "test_time_augmentation": False}
