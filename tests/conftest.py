@@ -19,7 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from onnx_models import flat_linear_model, mean_linear_model
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TWO_CLASSES = [{"Value": 1, "Name": "Intact", "Color": [0, 200, 0]}, {"Value": 2, "Name": "Damaged", "Color": [200, 0, 0]}]
+TWO_CLASSES = [
+    {"Value": 1, "Name": "Intact", "Color": [0, 200, 0]},
+    {"Value": 2, "Name": "Damaged", "Color": [200, 0, 0]},
+]
 
 
 @pytest.fixture(autouse=True)
@@ -28,13 +31,32 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GEOCLASSIFY_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def write_raster(path: Path, data: np.ndarray, crs: str | None = "EPSG:32633", transform=None, nodata=None,
-                 tiled: bool = True, **profile) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    crs: str | None = "EPSG:32633",
+    transform=None,
+    nodata=None,
+    tiled: bool = True,
+    **profile,
+) -> Path:
     bands, height, width = data.shape
     transform = transform or from_origin(500000.0, 4650000.0, 0.5, 0.5)
     options = {"tiled": True, "blockxsize": 256, "blockysize": 256} if tiled and height >= 256 and width >= 256 else {}
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=bands, dtype=data.dtype,
-                       crs=crs, transform=transform, nodata=nodata, **options, **profile) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        **options,
+        **profile,
+    ) as dst:
         dst.write(data)
     return path
 
@@ -56,7 +78,9 @@ def emd_for(model_file: str = "model.onnx", **overrides) -> dict:
     return {k: v for k, v in emd.items() if v is not None}
 
 
-def write_dlpk(path: Path, emd: dict, model: Path | None, folder: str = "", extra: dict[str, bytes] | None = None) -> Path:
+def write_dlpk(
+    path: Path, emd: dict, model: Path | None, folder: str = "", extra: dict[str, bytes] | None = None
+) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         prefix = f"{folder}/" if folder else ""
         archive.writestr(prefix + path.stem + ".emd", json.dumps(emd))
@@ -67,7 +91,9 @@ def write_dlpk(path: Path, emd: dict, model: Path | None, folder: str = "", extr
     return path
 
 
-def flat_package(folder: Path, channels: int = 3, size: int = 16, seed: int = 0, **emd_overrides) -> tuple[Path, np.ndarray, np.ndarray]:
+def flat_package(
+    folder: Path, channels: int = 3, size: int = 16, seed: int = 0, **emd_overrides
+) -> tuple[Path, np.ndarray, np.ndarray]:
     """A .dlpk whose model scores the flattened chip with random weights (sensitive to every pixel)."""
     rng = np.random.default_rng(seed)
     weights = rng.normal(size=(2, channels * size * size)).astype("float32") / (channels * size * size) ** 0.5
@@ -77,7 +103,9 @@ def flat_package(folder: Path, channels: int = 3, size: int = 16, seed: int = 0,
     return write_dlpk(folder / "flat.dlpk", emd, model), weights, bias
 
 
-def mean_package(folder: Path, weights, bias, channels: int = 3, size: int = 16, name: str = "mean", **emd_overrides) -> Path:
+def mean_package(
+    folder: Path, weights, bias, channels: int = 3, size: int = 16, name: str = "mean", **emd_overrides
+) -> Path:
     model = mean_linear_model(folder / f"{name}.onnx", np.asarray(weights), np.asarray(bias), channels, size, size)
     emd = emd_for(model_file=f"{name}.onnx", ImageWidth=size, ImageHeight=size, **emd_overrides)
     return write_dlpk(folder / f"{name}.dlpk", emd, model)
@@ -86,8 +114,14 @@ def mean_package(folder: Path, weights, bias, channels: int = 3, size: int = 16,
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed command as a user would, in a fresh process."""
     env = {**os.environ, "PYTHONWARNINGS": "default"}
-    return subprocess.run([sys.executable, "-m", "geoclassify", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "geoclassify", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
 
 
 def leftovers(folder: Path, name: str) -> list[str]:

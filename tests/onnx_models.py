@@ -52,8 +52,9 @@ def expected_scores(normalised_chips: np.ndarray, weights: np.ndarray, bias: np.
     return means @ np.asarray(weights).T + np.asarray(bias)
 
 
-def flat_linear_model(path: Path, weights: np.ndarray, bias: np.ndarray, channels: int, height: int,
-                      width: int) -> Path:
+def flat_linear_model(
+    path: Path, weights: np.ndarray, bias: np.ndarray, channels: int, height: int, width: int
+) -> Path:
     """scores = flattened chip times ``weights.T`` + ``bias``: every pixel position matters, so a chip cut a
     pixel off gives other scores."""
     weights = np.asarray(weights, dtype=np.float32)

@@ -16,16 +16,18 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
 
 
-def reference_chips(raster_path, geometries, size: int, bands: list[int], blacken: bool,
-                    shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+def reference_chips(
+    raster_path, geometries, size: int, bands: list[int], blacken: bool, shift: tuple[int, int] = (0, 0)
+) -> np.ndarray:
     """Fixed-size chips (n, bands, size, size) centred on each envelope, in the raster's own CRS."""
     chips = []
     with rasterio.open(raster_path) as src:
         for geom in geometries:
             minx, miny, maxx, maxy = geom.bounds
             col, row = ~src.transform @ ((minx + maxx) / 2, (miny + maxy) / 2)
-            window = Window(math.floor(col - size / 2 + 0.5) + shift[1], math.floor(row - size / 2 + 0.5) + shift[0],
-                            size, size)
+            window = Window(
+                math.floor(col - size / 2 + 0.5) + shift[1], math.floor(row - size / 2 + 0.5) + shift[0], size, size
+            )
             data = src.read([b + 1 for b in bands], window=window, boundless=True, masked=True)
             chip = np.ma.filled(data.astype("float32"), 0)
             if blacken:
@@ -50,9 +52,9 @@ def resize_reference(chip: np.ndarray, size: int) -> np.ndarray:
     ys = np.clip((np.arange(size) + 0.5) * h / size - 0.5, 0, h - 1)
     xs = np.clip((np.arange(size) + 0.5) * w / size - 0.5, 0, w - 1)
     rows = np.stack([[np.interp(xs, np.arange(w), chip[b, r]) for r in range(h)] for b in range(bands)])
-    return np.stack([[np.interp(ys, np.arange(h), rows[b, :, c]) for c in range(size)] for b in range(bands)]).transpose(
-        0, 2, 1
-    )
+    return np.stack(
+        [[np.interp(ys, np.arange(h), rows[b, :, c]) for c in range(size)] for b in range(bands)]
+    ).transpose(0, 2, 1)
 
 
 def reference_envelope_chips(raster_path, geometries, size: int, bands: list[int], blacken: bool) -> np.ndarray:

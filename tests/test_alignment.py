@@ -31,8 +31,9 @@ def scene(tmp_path_factory):
     data = rng.integers(0, 256, size=(3, 300, 340), dtype=np.uint8)
     raster = write_raster(folder / "scene.tif", data)
     polygons = random_polygons(rng, 60, 340, 300)
-    frame = gpd.GeoDataFrame({"house_id": np.arange(1, 61), "note": [f"h{i}" for i in range(60)]},
-                             geometry=polygons, crs="EPSG:32633")
+    frame = gpd.GeoDataFrame(
+        {"house_id": np.arange(1, 61), "note": [f"h{i}" for i in range(60)]}, geometry=polygons, crs="EPSG:32633"
+    )
     features = folder / "houses.gpkg"
     frame.to_file(features)
     return folder, raster, features, frame

@@ -21,9 +21,11 @@ def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("errors")
     rng = np.random.default_rng(3)
     raster = write_raster(folder / "scene.tif", rng.integers(0, 256, size=(3, 100, 100), dtype=np.uint8))
-    houses = gpd.GeoDataFrame({"name": ["a", "b"]}, geometry=[shapely.box(X + 5, Y - 10, X + 8, Y - 7),
-                                                            shapely.box(X + 20, Y - 30, X + 24, Y - 26)],
-                              crs="EPSG:32633")
+    houses = gpd.GeoDataFrame(
+        {"name": ["a", "b"]},
+        geometry=[shapely.box(X + 5, Y - 10, X + 8, Y - 7), shapely.box(X + 20, Y - 30, X + 24, Y - 26)],
+        crs="EPSG:32633",
+    )
     features = folder / "houses.gpkg"
     houses.to_file(features)
     model = mean_linear_model(folder / "model.onnx", np.eye(2, 3), np.zeros(2), 3, 16, 16)
@@ -116,8 +118,9 @@ def test_unreadable_or_missing_inputs(data, tmp_path):
 def test_missing_crs_on_one_side(data, tmp_path):
     folder, raster, features, houses, _ = data
     pkg = package(tmp_path, data)
-    bare = write_raster(tmp_path / "bare.tif", np.zeros((3, 100, 100), np.uint8), crs=None,
-                        transform=from_origin(X, Y, 0.5, 0.5))
+    bare = write_raster(
+        tmp_path / "bare.tif", np.zeros((3, 100, 100), np.uint8), crs=None, transform=from_origin(X, Y, 0.5, 0.5)
+    )
     assert_fails(classify(data, tmp_path, pkg, **{"--image": bare}), tmp_path, "bare.tif", "no coordinate system")
     no_crs = tmp_path / "nocrs.shp"
     houses.set_crs(None, allow_override=True).to_file(no_crs)
@@ -125,8 +128,13 @@ def test_missing_crs_on_one_side(data, tmp_path):
     # GeoJSON without a CRS is WGS 84 by definition; UTM numbers in it are caught, not reprojected to infinity.
     utm_numbers = tmp_path / "utm_numbers.geojson"
     houses.set_crs(None, allow_override=True).to_file(utm_numbers)
-    assert_fails(classify(data, tmp_path, pkg, **{"--features": utm_numbers}), tmp_path, "utm_numbers.geojson",
-                 "are not degrees", "Check the layer's CRS")
+    assert_fails(
+        classify(data, tmp_path, pkg, **{"--features": utm_numbers}),
+        tmp_path,
+        "utm_numbers.geojson",
+        "are not degrees",
+        "Check the layer's CRS",
+    )
     # Both without a CRS: the coordinates are taken as they are.
     result = classify(data, tmp_path, pkg, **{"--image": bare, "--features": no_crs})
     assert result.returncode == 0, result.stderr
@@ -148,11 +156,18 @@ def test_features_that_miss_the_raster_warn_and_keep_every_feature(data, tmp_pat
 
 def test_model_arguments(data, tmp_path):
     pkg = package(tmp_path, data)
-    for bad, fragment in (("colour=red", "unknown model argument 'colour'"), ("batch_size=0", "batch_size='0'"),
-                          ("test_time_augmentation=maybe", "true or false"), ("batch_size", "NAME=VALUE")):
+    for bad, fragment in (
+        ("colour=red", "unknown model argument 'colour'"),
+        ("batch_size=0", "batch_size='0'"),
+        ("test_time_augmentation=maybe", "true or false"),
+        ("batch_size", "NAME=VALUE"),
+    ):
         result = classify(data, tmp_path, pkg, **{"--argument": bad})
-        expected = [fragment] if bad == "batch_size" else [fragment, "batch_size (int, default 16)",
-                                                            "test_time_augmentation (bool"]
+        expected = (
+            [fragment]
+            if bad == "batch_size"
+            else [fragment, "batch_size (int, default 16)", "test_time_augmentation (bool"]
+        )
         assert_fails(result, tmp_path, *expected)
     ok = classify(data, tmp_path, pkg, **{"--argument": "batch_size=1"})
     assert ok.returncode == 0, ok.stderr
@@ -161,8 +176,12 @@ def test_model_arguments(data, tmp_path):
 def test_label_field_clash_and_existing_output(data, tmp_path):
     folder, raster, features, houses, _ = data
     pkg = package(tmp_path, data)
-    assert_fails(classify(data, tmp_path, pkg, **{"--label-field": "NAME"}), tmp_path, "already has a field 'name'",
-                 "--label-field")
+    assert_fails(
+        classify(data, tmp_path, pkg, **{"--label-field": "NAME"}),
+        tmp_path,
+        "already has a field 'name'",
+        "--label-field",
+    )
     out = tmp_path / "out.gpkg"
     out.write_bytes(b"precious")
     result = classify(data, tmp_path, pkg)
@@ -189,7 +208,7 @@ def test_zip_slip_and_symlinks_are_refused(data, tmp_path):
     with zipfile.ZipFile(link, "w") as archive:
         archive.writestr("m.emd", json.dumps(emd_for()))
         info = zipfile.ZipInfo("model.onnx")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         archive.writestr(info, "/etc/passwd")
     assert_fails(classify(data, tmp_path, link), tmp_path, "link.dlpk", "symbolic link")
 
@@ -199,3 +218,26 @@ def test_mean_model_sanity(data, tmp_path):
     pkg = mean_package(tmp_path, [[1, 0, 0], [0, 1, 0]], [0, 0])
     assert classify(data, tmp_path, pkg).returncode == 0
     assert flat_package  # imported for parity with other modules
+
+
+def test_warnings_for_cell_size_and_unchosen_layers(data, tmp_path):
+    folder, raster, features, houses, _ = data
+    cell = {"x": 1.0, "y": 1.0, "spatialReference": {"wkid": 32633}}
+    pkg = package(tmp_path, data, MinCellSize=cell, MaxCellSize={**cell, "x": 2.0, "y": 2.0})
+    two = tmp_path / "two.gpkg"
+    houses.to_file(two, layer="first")
+    houses.iloc[:1].to_file(two, layer="second")
+    result = classify(data, tmp_path, pkg, **{"--features": two})
+    assert result.returncode == 0, result.stderr
+    assert "0.5 x 0.5 cells, finer than the model was trained on (MinCellSize 1 x 1)" in result.stderr
+    assert "has 2 layers (first, second); reading 'first'" in result.stderr
+    assert len(gpd.read_file(tmp_path / "out.gpkg")) == 2
+    other_crs = package(tmp_path, data, name="other", MinCellSize={**cell, "spatialReference": {"wkid": 4326}})
+    quiet = classify(data, tmp_path, other_crs, **{"--out": tmp_path / "out2.gpkg"})
+    assert "cells, finer" not in quiet.stderr
+
+
+def test_shapefile_label_field_length(data, tmp_path):
+    result = classify(data, tmp_path, package(tmp_path, data),
+                      **{"--out": tmp_path / "out.shp", "--label-field": "DamageClassLabel"})
+    assert_fails(result, tmp_path, "longer than the 10 characters")

@@ -23,17 +23,28 @@ def raster(tmp_path_factory):
 
 def mixed_polygons() -> gpd.GeoDataFrame:
     square = shapely.box(ORIGIN_X + 10, ORIGIN_Y - 20, ORIGIN_X + 14, ORIGIN_Y - 16)
-    multi = shapely.MultiPolygon([shapely.box(ORIGIN_X + 40, ORIGIN_Y - 50, ORIGIN_X + 42, ORIGIN_Y - 48),
-                                  shapely.box(ORIGIN_X + 44, ORIGIN_Y - 46, ORIGIN_X + 45, ORIGIN_Y - 45)])
-    triangle = shapely.Polygon([(ORIGIN_X + 60, ORIGIN_Y - 80), (ORIGIN_X + 66, ORIGIN_Y - 80),
-                                (ORIGIN_X + 62, ORIGIN_Y - 74)])
-    return gpd.GeoDataFrame({"name": ["square", "multi", "triangle"], "floors": [1, 2, 3]},
-                            geometry=[square, multi, triangle], crs="EPSG:32633")
+    multi = shapely.MultiPolygon(
+        [
+            shapely.box(ORIGIN_X + 40, ORIGIN_Y - 50, ORIGIN_X + 42, ORIGIN_Y - 48),
+            shapely.box(ORIGIN_X + 44, ORIGIN_Y - 46, ORIGIN_X + 45, ORIGIN_Y - 45),
+        ]
+    )
+    triangle = shapely.Polygon(
+        [(ORIGIN_X + 60, ORIGIN_Y - 80), (ORIGIN_X + 66, ORIGIN_Y - 80), (ORIGIN_X + 62, ORIGIN_Y - 74)]
+    )
+    return gpd.GeoDataFrame(
+        {"name": ["square", "multi", "triangle"], "floors": [1, 2, 3]},
+        geometry=[square, multi, triangle],
+        crs="EPSG:32633",
+    )
 
 
 def expected(raster, geometries, weights, bias, blacken, fixed=True):
-    cut = reference_chips(raster, geometries, 16, [0, 1, 2], blacken) if fixed else \
-        reference_envelope_chips(raster, geometries, 16, [0, 1, 2], blacken)
+    cut = (
+        reference_chips(raster, geometries, 16, [0, 1, 2], blacken)
+        if fixed
+        else reference_envelope_chips(raster, geometries, 16, [0, 1, 2], blacken)
+    )
     probs = softmax(imagenet(cut).reshape(len(cut), -1) @ weights.T + bias)
     return NAMES[probs.argmax(axis=1)], probs.max(axis=1)
 
@@ -74,8 +85,11 @@ def test_points_lines_and_crop_size_fixed_0(raster, tmp_path):
     flat_line = shapely.LineString([(ORIGIN_X + 70.2, ORIGIN_Y - 60.0), (ORIGIN_X + 73.9, ORIGIN_Y - 60.0)])
     small = shapely.box(ORIGIN_X + 20.1, ORIGIN_Y - 80.2, ORIGIN_X + 23.3, ORIGIN_Y - 78.0)
     large = shapely.box(ORIGIN_X + 20.0, ORIGIN_Y - 60.0, ORIGIN_X + 35.0, ORIGIN_Y - 50.0)  # 30 x 20 px > 16
-    frame = gpd.GeoDataFrame({"kind": ["point", "line", "flat_line", "small", "large"]},
-                             geometry=[point, line, flat_line, small, large], crs="EPSG:32633")
+    frame = gpd.GeoDataFrame(
+        {"kind": ["point", "line", "flat_line", "small", "large"]},
+        geometry=[point, line, flat_line, small, large],
+        crs="EPSG:32633",
+    )
     source = tmp_path / "mixed.gpkg"
     for kind in ("point", "line", "flat_line", "small", "large"):
         part = frame[frame["kind"] == kind]
@@ -83,16 +97,32 @@ def test_points_lines_and_crop_size_fixed_0(raster, tmp_path):
     outputs = {}
     for kind in ("point", "line", "flat_line", "small", "large"):
         out = tmp_path / f"{kind}.gpkg"
-        result = run_cli("classify", "--image", raster, "--model", package, "--features", source,
-                         "--features-layer", kind, "--out", out)
+        result = run_cli(
+            "classify",
+            "--image",
+            raster,
+            "--model",
+            package,
+            "--features",
+            source,
+            "--features-layer",
+            kind,
+            "--out",
+            out,
+        )
         assert result.returncode == 0, result.stderr
         outputs[kind] = gpd.read_file(out)
         if kind in ("point", "line", "flat_line"):
             assert "BlackenAroundFeature has no meaning for points and lines" in result.stderr
             assert result.stderr.count("warning:") == 1
     # Points take the fixed window (no area to crop); polygons larger than the chip too; the rest the envelope.
-    for kind, fixed, blacken in (("point", True, False), ("large", True, True), ("line", False, False),
-                                 ("flat_line", False, False), ("small", False, True)):
+    for kind, fixed, blacken in (
+        ("point", True, False),
+        ("large", True, True),
+        ("line", False, False),
+        ("flat_line", False, False),
+        ("small", False, True),
+    ):
         geometry = frame.loc[frame["kind"] == kind, "geometry"]
         labels, conf = expected(raster, geometry, weights, bias, blacken, fixed=fixed)
         assert list(outputs[kind]["ClassLabel"]) == list(labels), kind
@@ -105,13 +135,37 @@ def test_layer_choice_and_missing_layer(raster, tmp_path):
     mixed_polygons().to_file(source, layer="buildings")
     mixed_polygons().iloc[:1].to_file(source, layer="sheds")
     out = tmp_path / "out.gpkg"
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", source,
-                     "--features-layer", "sheds", "--out", out, "--out-layer", "classified")
+    result = run_cli(
+        "classify",
+        "--image",
+        raster,
+        "--model",
+        package,
+        "--features",
+        source,
+        "--features-layer",
+        "sheds",
+        "--out",
+        out,
+        "--out-layer",
+        "classified",
+    )
     assert result.returncode == 0, result.stderr
     assert pyogrio.list_layers(out)[:, 0].tolist() == ["classified"]
     assert len(gpd.read_file(out)) == 1
-    missing = run_cli("classify", "--image", raster, "--model", package, "--features", source,
-                      "--features-layer", "garages", "--out", tmp_path / "x.gpkg")
+    missing = run_cli(
+        "classify",
+        "--image",
+        raster,
+        "--model",
+        package,
+        "--features",
+        source,
+        "--features-layer",
+        "garages",
+        "--out",
+        tmp_path / "x.gpkg",
+    )
     assert missing.returncode == 1
     assert "has no layer 'garages'" in missing.stderr and "buildings, sheds" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -29,19 +29,25 @@ def test_probabilities_logits_and_auto():
 def test_imagenet_normalisation_matches_arcgis_learn():
     definition = parse_emd(emd_for())
     chips = np.random.default_rng(0).uniform(0, 255, size=(2, 3, 4, 4)).astype("float32")
-    np.testing.assert_allclose(Preprocessor.for_model(definition, [0, 1, 2])(chips), imagenet(chips), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        Preprocessor.for_model(definition, [0, 1, 2])(chips), imagenet(chips), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_normalization_stats_are_indexed_by_extract_bands():
-    stats = {"band_min_values": [0, 10, 100, 1000], "band_max_values": [1, 20, 300, 5000],
-             "scaled_mean_values": [0.1, 0.2, 0.3, 0.4], "scaled_std_values": [0.5, 0.6, 0.7, 0.8]}
+    stats = {
+        "band_min_values": [0, 10, 100, 1000],
+        "band_max_values": [1, 20, 300, 5000],
+        "scaled_mean_values": [0.1, 0.2, 0.3, 0.4],
+        "scaled_std_values": [0.5, 0.6, 0.7, 0.8],
+    }
     definition = parse_emd(emd_for(ExtractBands=[3, 1], NormalizationStats=stats))
     chips = np.random.default_rng(1).uniform(0, 5000, size=(2, 2, 3, 3)).astype("float32")
     got = Preprocessor.for_model(definition, [3, 1])(chips)
     for channel, band in enumerate([3, 1]):
         scaled = (chips[:, channel] - stats["band_min_values"][band]) / (
-            stats["band_max_values"][band] - stats["band_min_values"][band])
+            stats["band_max_values"][band] - stats["band_min_values"][band]
+        )
         want = (scaled - stats["scaled_mean_values"][band]) / stats["scaled_std_values"][band]
         np.testing.assert_allclose(got[:, channel], want, rtol=1e-5, atol=1e-4)
 
@@ -92,8 +98,9 @@ def test_fixed_batch_models_and_argument_defaults(tmp_path):
     model = load_model(package)
     assert model.batch_size == 4  # the model fixes it
     chips = np.random.default_rng(3).normal(size=(7, 3, 16, 16)).astype("float32")
-    np.testing.assert_allclose(model.predict(chips), softmax(expected_scores(chips, np.eye(2, 3), [0.5, -0.5])),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        model.predict(chips), softmax(expected_scores(chips, np.eye(2, 3), [0.5, -0.5])), rtol=1e-5
+    )
     dynamic = mean_linear_model(tmp_path / "dyn.onnx", np.eye(2, 3), np.zeros(2), 3, 16, 16)
     with_batch = write_dlpk(tmp_path / "b.dlpk", emd_for(model_file="dyn.onnx", BatchSize=32), dynamic)
     assert load_model(with_batch).batch_size == 32

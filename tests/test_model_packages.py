@@ -31,16 +31,34 @@ def test_defaults_follow_esri(tmp_path):
 
 
 def test_every_key_is_read(tmp_path):
-    emd = parse_emd({
-        "Framework": "onnx", "ModelConfiguration": {"Name": "FeatureClassifier"}, "ModelFile": "m.onnx",
-        "ModelType": "ObjectClassification", "ImageWidth": "64", "ImageHeight": 48, "ExtractBands": [2, "1", "nir"],
-        "CropSizeFixed": "0", "BlackenAroundFeature": True, "ImageSpaceUsed": "pixel_space", "BatchSize": 8,
-        "DataRange": [0, 4095], "ModelName": "X", "ModelOutput": "Probabilities", "test_time_augmentation": "True",
-        "MinCellSize": {"x": 0.3, "y": 0.3, "spatialReference": {"wkid": 32633}}, "MaxCellSize": 0.6,
-        "NormalizationStats": {"band_min_values": [0, 0, 0], "band_max_values": [10, 20, 30],
-                               "scaled_mean_values": [0.5, 0.5, 0.5], "scaled_std_values": [0.1, 0.2, 0.3]},
-        "Classes": [{"Value": 1, "Name": "A", "Color": [1, 2, 3]}],
-    })
+    emd = parse_emd(
+        {
+            "Framework": "onnx",
+            "ModelConfiguration": {"Name": "FeatureClassifier"},
+            "ModelFile": "m.onnx",
+            "ModelType": "ObjectClassification",
+            "ImageWidth": "64",
+            "ImageHeight": 48,
+            "ExtractBands": [2, "1", "nir"],
+            "CropSizeFixed": "0",
+            "BlackenAroundFeature": True,
+            "ImageSpaceUsed": "pixel_space",
+            "BatchSize": 8,
+            "DataRange": [0, 4095],
+            "ModelName": "X",
+            "ModelOutput": "Probabilities",
+            "test_time_augmentation": "True",
+            "MinCellSize": {"x": 0.3, "y": 0.3, "spatialReference": {"wkid": 32633}},
+            "MaxCellSize": 0.6,
+            "NormalizationStats": {
+                "band_min_values": [0, 0, 0],
+                "band_max_values": [10, 20, 30],
+                "scaled_mean_values": [0.5, 0.5, 0.5],
+                "scaled_std_values": [0.1, 0.2, 0.3],
+            },
+            "Classes": [{"Value": 1, "Name": "A", "Color": [1, 2, 3]}],
+        }
+    )
     assert emd.model_configuration == "FeatureClassifier"
     assert (emd.image_width, emd.image_height) == (64, 48)
     assert emd.extract_bands == (2, 1, "nir")
@@ -52,15 +70,18 @@ def test_every_key_is_read(tmp_path):
     assert emd.classes[0].color == (1, 2, 3)
 
 
-@pytest.mark.parametrize(("key", "value", "fragment"), [
-    ("ImageWidth", "wide", "'ImageWidth' is 'wide'"),
-    ("CropSizeFixed", 3, "'CropSizeFixed' is 3"),
-    ("ExtractBands", [], "'ExtractBands' is []"),
-    ("ImageSpaceUsed", "GLOBE", "'MAP_SPACE', 'PIXEL_SPACE'"),
-    ("Classes", [], "'Classes' is []"),
-    ("DataRange", [5, 1], "min < max"),
-    ("NormalizationStats", {"band_min_values": [0]}, "band_max_values"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("ImageWidth", "wide", "'ImageWidth' is 'wide'"),
+        ("CropSizeFixed", 3, "'CropSizeFixed' is 3"),
+        ("ExtractBands", [], "'ExtractBands' is []"),
+        ("ImageSpaceUsed", "GLOBE", "'MAP_SPACE', 'PIXEL_SPACE'"),
+        ("Classes", [], "'Classes' is []"),
+        ("DataRange", [5, 1], "min < max"),
+        ("NormalizationStats", {"band_min_values": [0]}, "band_max_values"),
+    ],
+)
 def test_bad_keys_are_named(key, value, fragment):
     emd = {"Classes": [{"Value": 1, "Name": "A"}], key: value}
     with pytest.raises(ModelDefinitionError, match="model.emd") as err:
@@ -70,9 +91,15 @@ def test_bad_keys_are_named(key, value, fragment):
 
 def test_normalisation_stats_must_cover_extract_bands():
     with pytest.raises(ModelDefinitionError, match="band index 3"):
-        parse_emd({"Classes": [{"Value": 1, "Name": "A"}], "ExtractBands": [3],
-                   "NormalizationStats": {k: [1, 2] for k in ("band_min_values", "band_max_values",
-                                                              "scaled_mean_values", "scaled_std_values")}})
+        parse_emd(
+            {
+                "Classes": [{"Value": 1, "Name": "A"}],
+                "ExtractBands": [3],
+                "NormalizationStats": {
+                    k: [1, 2] for k in ("band_min_values", "band_max_values", "scaled_mean_values", "scaled_std_values")
+                },
+            }
+        )
 
 
 @pytest.mark.parametrize("folder", ["", "RoofModel"])
@@ -82,8 +109,16 @@ def test_dlpk_at_root_or_in_one_folder(tmp_path, onnx_file, folder):
     assert load_model(package).chip_height == 16
 
 
-@pytest.mark.parametrize("model_file", ["model.onnx", ".\\model.onnx", "C:\\models\\trained\\model.onnx",
-                                        "\\\\server\\share\\model.onnx", "/no/such/folder/model.onnx"])
+@pytest.mark.parametrize(
+    "model_file",
+    [
+        "model.onnx",
+        ".\\model.onnx",
+        "C:\\models\\trained\\model.onnx",
+        "\\\\server\\share\\model.onnx",
+        "/no/such/folder/model.onnx",
+    ],
+)
 def test_model_file_forms(tmp_path, onnx_file, model_file):
     emd_path = tmp_path / "model.emd"
     emd_path.write_text(json.dumps(emd_for(model_file=model_file)))

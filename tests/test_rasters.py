@@ -39,8 +39,17 @@ def test_nodata_pixels_are_zero_and_lower_coverage(tmp_path):
     package, weights, bias = flat_package(tmp_path)
     houses = gpd.GeoDataFrame(geometry=[shapely.box(X + 14, Y - 18, X + 18, Y - 14)], crs="EPSG:32633")
     houses.to_file(tmp_path / "h.gpkg")
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", tmp_path / "h.gpkg",
-                     "--out", tmp_path / "o.gpkg")
+    result = run_cli(
+        "classify",
+        "--image",
+        raster,
+        "--model",
+        package,
+        "--features",
+        tmp_path / "h.gpkg",
+        "--out",
+        tmp_path / "o.gpkg",
+    )
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(tmp_path / "o.gpkg")
     assert got["Coverage"].iloc[0] == pytest.approx(0.5)  # centre at column 32: 16 px window, 8 on NoData
@@ -71,8 +80,10 @@ def vrt_xml(source) -> str:
             for i in range(1, src.count + 1)
         )
         geo = ", ".join(str(v) for v in src.transform.to_gdal())
-        return (f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}"><SRS>{src.crs.to_wkt()}</SRS>'
-                f"<GeoTransform>{geo}</GeoTransform>{bands}</VRTDataset>")
+        return (
+            f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}"><SRS>{src.crs.to_wkt()}</SRS>'
+            f"<GeoTransform>{geo}</GeoTransform>{bands}</VRTDataset>"
+        )
 
 
 def test_vrt_and_cog_inputs(tmp_path):
@@ -92,8 +103,9 @@ def test_vrt_and_cog_inputs(tmp_path):
     confidences = []
     for image in (base, cog, vrt):
         out = tmp_path / f"{image.stem}.gpkg"
-        result = run_cli("classify", "--image", image, "--model", package, "--features", tmp_path / "h.gpkg",
-                         "--out", out)
+        result = run_cli(
+            "classify", "--image", image, "--model", package, "--features", tmp_path / "h.gpkg", "--out", out
+        )
         assert result.returncode == 0, result.stderr
         confidences.append(gpd.read_file(out)["Confidence"].iloc[0])
     assert confidences[0] == pytest.approx(confidences[1], abs=1e-6) == pytest.approx(confidences[2], abs=1e-6)
@@ -113,11 +125,16 @@ def test_real_spacenet_uint16_buildings(tmp_path):
     rng = np.random.default_rng(9)
     weights = rng.normal(size=(2, size * size)).astype("float32") / size
     model = flat_linear_model(tmp_path / "pan.onnx", weights, np.zeros(2), 1, size, size)
-    stats = {"band_min_values": [lo], "band_max_values": [hi], "scaled_mean_values": [0.3],
-             "scaled_std_values": [0.2]}
-    emd = emd_for(model_file="pan.onnx", ImageWidth=size, ImageHeight=size, ExtractBands=[0],
-                  BlackenAroundFeature=1, NormalizationStats=stats,
-                  Classes=[{"Value": 0, "Name": "Roof A"}, {"Value": 1, "Name": "Roof B"}])
+    stats = {"band_min_values": [lo], "band_max_values": [hi], "scaled_mean_values": [0.3], "scaled_std_values": [0.2]}
+    emd = emd_for(
+        model_file="pan.onnx",
+        ImageWidth=size,
+        ImageHeight=size,
+        ExtractBands=[0],
+        BlackenAroundFeature=1,
+        NormalizationStats=stats,
+        Classes=[{"Value": 0, "Name": "Roof A"}, {"Value": 1, "Name": "Roof B"}],
+    )
     package = write_dlpk(tmp_path / "pan.dlpk", emd, model)
     out = tmp_path / "buildings.gpkg"
     result = run_cli("classify", "--image", raster, "--model", package, "--features", buildings, "--out", out)

@@ -73,7 +73,7 @@ def classify_objects(
         check_output(out, overwrite)
     loaded = model if isinstance(model, Model) else load_model(model, arguments)
     frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
-    _check_fields(frame, label_field, features)
+    _check_fields(frame, label_field, features, out)
     with RasterSource(image) as raster:
         geometries = _to_raster_crs(frame, raster, features)
         with progress_bar(len(frame), progress) as advance:
@@ -162,9 +162,16 @@ def _name(features: PathLike | gpd.GeoDataFrame) -> str:
     return "the features" if isinstance(features, gpd.GeoDataFrame) else repr(os.fspath(features))
 
 
-def _check_fields(frame: gpd.GeoDataFrame, label_field: str, features: PathLike | gpd.GeoDataFrame) -> None:
+def _check_fields(
+    frame: gpd.GeoDataFrame, label_field: str, features: PathLike | gpd.GeoDataFrame, out: PathLike | None
+) -> None:
     if not label_field or not label_field.strip():
         raise OutputError("the label field name is empty; give --label-field a name such as ClassLabel")
+    if out is not None and os.fspath(out).lower().endswith(".shp") and len(label_field) > 10:
+        raise OutputError(
+            f"--label-field {label_field!r} is longer than the 10 characters a shapefile field can have; "
+            "choose a shorter name or another output format"
+        )
     existing = {str(c).lower(): str(c) for c in frame.columns if c != frame.geometry.name}
     for name in (label_field, *RESULT_FIELDS):
         if name.lower() in existing:

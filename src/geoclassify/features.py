@@ -7,13 +7,14 @@ ever works on reprojected *copies* of the geometries.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from .errors import FeatureSourceError
+from .errors import FeatureSourceError, GeoclassifyWarning
 
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 
@@ -45,6 +46,12 @@ def read_features(path: str | os.PathLike[str], layer: str | None = None) -> gpd
         )
     if layer is None and len(layers) > 1:
         layer = layers[0]
+        warnings.warn(
+            f"feature layer {text!r} has {len(layers)} layers ({', '.join(layers)}); reading {layer!r}. "
+            "Choose one with --features-layer.",
+            GeoclassifyWarning,
+            stacklevel=2,
+        )
     try:
         frame = pyogrio.read_dataframe(text, layer=layer)
     except (DataSourceError, DataLayerError, OSError) as exc:

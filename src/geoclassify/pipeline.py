@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 
 from .chips import ChipSpec, cut_chip, pixel_geometries, plan_windows
-from .errors import BlackenIgnoredWarning, ModelMismatchError
+from .errors import BlackenIgnoredWarning, CellSizeWarning, ModelMismatchError
 from .model import Model
 from .preprocess import Preprocessor
 from .raster import RasterSource
@@ -49,6 +49,33 @@ def chip_spec(model: Model) -> ChipSpec:
     )
 
 
+def check_cell_size(model: Model, raster: RasterSource) -> None:
+    """Warn when the raster's cells are outside the range the model was trained on (MinCellSize/MaxCellSize).
+
+    Only sizes in the raster's own CRS are compared; a range recorded in another spatial reference is skipped
+    rather than guessed at.
+    """
+    definition = model.definition
+    epsg = raster.crs.to_epsg() if raster.crs is not None else None
+    x, y = raster.cell_size
+    for bound, too in ((definition.min_cell_size, "finer"), (definition.max_cell_size, "coarser")):
+        if bound is None or (bound.wkid is not None and bound.wkid != epsg):
+            continue
+        outside = (
+            (x < bound.x * 0.999 or y < bound.y * 0.999)
+            if too == "finer"
+            else (x > bound.x * 1.001 or y > bound.y * 1.001)
+        )
+        if outside:
+            warnings.warn(
+                f"raster {raster.path!r} has {x:g} x {y:g} cells, {too} than the model was trained on "
+                f"({'MinCellSize' if too == 'finer' else 'MaxCellSize'} {bound.x:g} x {bound.y:g}); objects will "
+                "look smaller or larger to the model than in training",
+                CellSizeWarning,
+                stacklevel=3,
+            )
+
+
 def classify_geometries(
     model: Model,
     raster: RasterSource,
@@ -65,6 +92,7 @@ def classify_geometries(
         )
     preprocess = Preprocessor.for_model(definition, band_indexes)
     spec = chip_spec(model)
+    check_cell_size(model, raster)
 
     n = len(geometries)
     pixel_space = pixel_geometries(np.asarray(geometries, dtype=object), raster.inverse_transform)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,11 +35,19 @@ class Summary:
 
 @contextmanager
 def progress_bar(total: int, enabled: bool, description: str = "classifying") -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` callback; the bar appears only after a second, so short runs stay quiet."""
+    """Yield an ``advance(n)`` callback; the bar appears only after a second (GEOCLASSIFY_PROGRESS_DELAY), so
+    short runs stay quiet."""
     if not enabled:
         yield lambda _n: None
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=description, unit=" features", delay=1.0, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total,
+        desc=description,
+        unit=" features",
+        delay=float(os.environ.get("GEOCLASSIFY_PROGRESS_DELAY", "1.0")),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
         yield bar.update
