@@ -124,6 +124,11 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def run_classify(image, model, features, out, *extra: str) -> subprocess.CompletedProcess:
+    """``geoclassify classify`` with the four required options, plus any others."""
+    return run_cli("classify", "--image", image, "--model", model, "--features", features, "--out", out, *extra)
+
+
 def leftovers(folder: Path, name: str) -> list[str]:
     """Files that look like a partial output of ``name`` in ``folder``."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(name) or p.name.startswith("." + name))

@@ -29,21 +29,7 @@ def mean_linear_model(
     ]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["raw"], ["logits"], axis=1))
-    graph = helper.make_graph(
-        nodes,
-        "mean_linear",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, channels, height, width])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
-        initializer=[
-            numpy_helper.from_array(weights, "W"),
-            numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "B"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(path, nodes, "mean_linear", [batch, channels, height, width], [batch, classes], weights, bias)
 
 
 def expected_scores(normalised_chips: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -59,14 +45,22 @@ def flat_linear_model(
     pixel off gives other scores."""
     weights = np.asarray(weights, dtype=np.float32)
     classes = weights.shape[0]
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
+    ]
+    return _save(path, nodes, "flat_linear", ["batch", channels, height, width], ["batch", classes], weights, bias)
+
+
+def _save(
+    path: Path, nodes: list, name: str, input_shape: list, output_shape: list, weights: np.ndarray, bias: np.ndarray
+) -> Path:
+    """One graph "input" -> nodes -> "logits" with initialisers W and B, checked and saved."""
     graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-            helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
-        ],
-        "flat_linear",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, height, width])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)],
         initializer=[
             numpy_helper.from_array(weights, "W"),
             numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "B"),

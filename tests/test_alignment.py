@@ -6,7 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from conftest import flat_package, run_cli, write_raster
+from conftest import flat_package, run_classify, write_raster
 from reference import imagenet, reference_chips, softmax
 from shapely import affinity
 
@@ -50,7 +50,7 @@ def test_chips_match_reference_and_a_shift_would_not(scene, tmp_path, blacken):
     folder, raster, features, frame = scene
     package, weights, bias = flat_package(tmp_path, BlackenAroundFeature=blacken)
     out = tmp_path / "out.gpkg"
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", features, "--out", out)
+    result = run_classify(raster, package, features, out)
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(out)
     labels, conf = expected(raster, frame.geometry, weights, bias, blacken)
@@ -75,7 +75,7 @@ def test_features_in_wgs84_over_a_utm_raster(scene, tmp_path):
     wgs84 = tmp_path / "houses_wgs84.geojson"
     frame.to_crs("EPSG:4326").to_file(wgs84)
     out = tmp_path / "out.geojson"
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", wgs84, "--out", out)
+    result = run_classify(raster, package, wgs84, out)
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(out)
     assert got.crs.to_epsg() == 4326
@@ -103,7 +103,7 @@ def test_edge_outside_and_empty_features_are_kept(scene, tmp_path):
     path = tmp_path / "edges.gpkg"
     layer.to_file(path)
     out = tmp_path / "out.gpkg"
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", path, "--out", out)
+    result = run_classify(raster, package, path, out)
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(out)
     assert list(got["fid_"]) == list(range(6))

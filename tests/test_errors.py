@@ -238,6 +238,7 @@ def test_warnings_for_cell_size_and_unchosen_layers(data, tmp_path):
 
 
 def test_shapefile_label_field_length(data, tmp_path):
-    result = classify(data, tmp_path, package(tmp_path, data),
-                      **{"--out": tmp_path / "out.shp", "--label-field": "DamageClassLabel"})
+    result = classify(
+        data, tmp_path, package(tmp_path, data), **{"--out": tmp_path / "out.shp", "--label-field": "DamageClassLabel"}
+    )
     assert_fails(result, tmp_path, "longer than the 10 characters")

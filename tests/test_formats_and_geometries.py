@@ -7,7 +7,7 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
-from conftest import flat_package, leftovers, run_cli, write_raster
+from conftest import flat_package, leftovers, run_classify, write_raster
 from reference import imagenet, reference_chips, reference_envelope_chips, softmax
 
 ORIGIN_X, ORIGIN_Y, RES = 500000.0, 4650000.0, 0.5
@@ -63,7 +63,7 @@ def test_every_format_in_and_out(raster, tmp_path, in_ext, out_ext):
     source = tmp_path / f"houses{in_ext}"
     frame.to_parquet(source) if in_ext == ".parquet" else frame.to_file(source)
     out = tmp_path / f"result{out_ext}"
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", source, "--out", out, "-q")
+    result = run_classify(raster, package, source, out, "-q")
     assert result.returncode == 0, result.stderr
     got = read_any(out).set_index("name").loc[["square", "multi", "triangle"]]  # FlatGeobuf may reorder
     labels, conf = expected(raster, frame.geometry, weights, bias, True)
@@ -97,19 +97,7 @@ def test_points_lines_and_crop_size_fixed_0(raster, tmp_path):
     outputs = {}
     for kind in ("point", "line", "flat_line", "small", "large"):
         out = tmp_path / f"{kind}.gpkg"
-        result = run_cli(
-            "classify",
-            "--image",
-            raster,
-            "--model",
-            package,
-            "--features",
-            source,
-            "--features-layer",
-            kind,
-            "--out",
-            out,
-        )
+        result = run_classify(raster, package, source, out, "--features-layer", kind)
         assert result.returncode == 0, result.stderr
         outputs[kind] = gpd.read_file(out)
         if kind in ("point", "line", "flat_line"):
@@ -135,37 +123,11 @@ def test_layer_choice_and_missing_layer(raster, tmp_path):
     mixed_polygons().to_file(source, layer="buildings")
     mixed_polygons().iloc[:1].to_file(source, layer="sheds")
     out = tmp_path / "out.gpkg"
-    result = run_cli(
-        "classify",
-        "--image",
-        raster,
-        "--model",
-        package,
-        "--features",
-        source,
-        "--features-layer",
-        "sheds",
-        "--out",
-        out,
-        "--out-layer",
-        "classified",
-    )
+    result = run_classify(raster, package, source, out, "--features-layer", "sheds", "--out-layer", "classified")
     assert result.returncode == 0, result.stderr
     assert pyogrio.list_layers(out)[:, 0].tolist() == ["classified"]
     assert len(gpd.read_file(out)) == 1
-    missing = run_cli(
-        "classify",
-        "--image",
-        raster,
-        "--model",
-        package,
-        "--features",
-        source,
-        "--features-layer",
-        "garages",
-        "--out",
-        tmp_path / "x.gpkg",
-    )
+    missing = run_classify(raster, package, source, tmp_path / "x.gpkg", "--features-layer", "garages")
     assert missing.returncode == 1
     assert "has no layer 'garages'" in missing.stderr and "buildings, sheds" in missing.stderr
     assert "Traceback" not in missing.stderr

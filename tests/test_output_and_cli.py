@@ -21,8 +21,11 @@ X, Y = 500000.0, 4650000.0
 @pytest.fixture
 def inputs(tmp_path):
     raster = write_raster(tmp_path / "scene.tif", np.random.default_rng(0).integers(0, 255, (3, 64, 64), np.uint8))
-    houses = gpd.GeoDataFrame({"n": [1, 2]}, geometry=[shapely.box(X + 3, Y - 6, X + 6, Y - 3),
-                                                       shapely.box(X + 20, Y - 26, X + 24, Y - 22)], crs="EPSG:32633")
+    houses = gpd.GeoDataFrame(
+        {"n": [1, 2]},
+        geometry=[shapely.box(X + 3, Y - 6, X + 6, Y - 3), shapely.box(X + 20, Y - 26, X + 24, Y - 22)],
+        crs="EPSG:32633",
+    )
     houses.to_file(tmp_path / "houses.gpkg")
     package, _, _ = flat_package(tmp_path)
     return raster, tmp_path / "houses.gpkg", package
@@ -55,8 +58,19 @@ def test_ctrl_c_in_the_cli_says_nothing_was_written(inputs, tmp_path, monkeypatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr("geoclassify.api.classify_geometries", interrupted)
-    code = main(["classify", "--image", str(raster), "--model", str(package), "--features", str(features),
-                 "--out", str(tmp_path / "out.gpkg")])
+    code = main(
+        [
+            "classify",
+            "--image",
+            str(raster),
+            "--model",
+            str(package),
+            "--features",
+            str(features),
+            "--out",
+            str(tmp_path / "out.gpkg"),
+        ]
+    )
     assert code == 130
     assert "interrupted; no output was written" in capsys.readouterr().err
     assert not (tmp_path / "out.gpkg").exists()
@@ -82,8 +96,18 @@ def test_inspect_text_and_json(inputs):
     _, _, package = inputs
     text = run_cli("inspect", package)
     assert text.returncode == 0, text.stderr
-    for fragment in ("Framework    ONNX", "16 x 16 pixels", "CropSizeFixed 1", "[0, 1, 2]", "Intact", "Damaged",
-                     "[0, 200, 0]", "ImageNet", "batch_size (int, default 16)", "test_time_augmentation"):
+    for fragment in (
+        "Framework    ONNX",
+        "16 x 16 pixels",
+        "CropSizeFixed 1",
+        "[0, 1, 2]",
+        "Intact",
+        "Damaged",
+        "[0, 200, 0]",
+        "ImageNet",
+        "batch_size (int, default 16)",
+        "test_time_augmentation",
+    ):
         assert fragment in text.stdout, fragment
     as_json = run_cli("inspect", package, "--json")
     info = json.loads(as_json.stdout)
@@ -106,19 +130,35 @@ def test_progress_bar_on_a_terminal(inputs, tmp_path):
     import termios
 
     raster, _, package = inputs
-    many = gpd.GeoDataFrame(geometry=[shapely.box(X + i % 30, Y - 20, X + i % 30 + 2, Y - 18) for i in range(3000)],
-                            crs="EPSG:32633")
+    many = gpd.GeoDataFrame(
+        geometry=[shapely.box(X + i % 30, Y - 20, X + i % 30 + 2, Y - 18) for i in range(3000)], crs="EPSG:32633"
+    )
     many.to_file(tmp_path / "many.gpkg")
     outputs = {}
     for quiet in (False, True):
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
         out = tmp_path / f"p{quiet}.gpkg"
-        args = [sys.executable, "-m", "geoclassify", "classify", "--image", str(raster), "--model", str(package),
-                "--features", str(tmp_path / "many.gpkg"), "--out", str(out), "--argument", "batch_size=1"]
+        args = [
+            sys.executable,
+            "-m",
+            "geoclassify",
+            "classify",
+            "--image",
+            str(raster),
+            "--model",
+            str(package),
+            "--features",
+            str(tmp_path / "many.gpkg"),
+            "--out",
+            str(out),
+            "--argument",
+            "batch_size=1",
+        ]
         env = {**os.environ, "GEOCLASSIFY_PROGRESS_DELAY": "0"}
-        proc = subprocess.run(args + (["--quiet"] if quiet else []), stderr=follower, stdout=subprocess.DEVNULL,
-                              timeout=300, env=env)
+        proc = subprocess.run(
+            args + (["--quiet"] if quiet else []), stderr=follower, stdout=subprocess.DEVNULL, timeout=300, env=env
+        )
         os.close(follower)
         chunks = []
         while True:

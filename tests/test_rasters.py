@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from conftest import SHARED_DATA, emd_for, flat_package, run_cli, write_dlpk, write_raster
+from conftest import SHARED_DATA, emd_for, flat_package, run_classify, write_dlpk, write_raster
 from onnx_models import flat_linear_model
 from rasterio.windows import Window
 from reference import imagenet, reference_chips, softmax
@@ -39,17 +39,7 @@ def test_nodata_pixels_are_zero_and_lower_coverage(tmp_path):
     package, weights, bias = flat_package(tmp_path)
     houses = gpd.GeoDataFrame(geometry=[shapely.box(X + 14, Y - 18, X + 18, Y - 14)], crs="EPSG:32633")
     houses.to_file(tmp_path / "h.gpkg")
-    result = run_cli(
-        "classify",
-        "--image",
-        raster,
-        "--model",
-        package,
-        "--features",
-        tmp_path / "h.gpkg",
-        "--out",
-        tmp_path / "o.gpkg",
-    )
+    result = run_classify(raster, package, tmp_path / "h.gpkg", tmp_path / "o.gpkg")
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(tmp_path / "o.gpkg")
     assert got["Coverage"].iloc[0] == pytest.approx(0.5)  # centre at column 32: 16 px window, 8 on NoData
@@ -103,9 +93,7 @@ def test_vrt_and_cog_inputs(tmp_path):
     confidences = []
     for image in (base, cog, vrt):
         out = tmp_path / f"{image.stem}.gpkg"
-        result = run_cli(
-            "classify", "--image", image, "--model", package, "--features", tmp_path / "h.gpkg", "--out", out
-        )
+        result = run_classify(image, package, tmp_path / "h.gpkg", out)
         assert result.returncode == 0, result.stderr
         confidences.append(gpd.read_file(out)["Confidence"].iloc[0])
     assert confidences[0] == pytest.approx(confidences[1], abs=1e-6) == pytest.approx(confidences[2], abs=1e-6)
@@ -137,7 +125,7 @@ def test_real_spacenet_uint16_buildings(tmp_path):
     )
     package = write_dlpk(tmp_path / "pan.dlpk", emd, model)
     out = tmp_path / "buildings.gpkg"
-    result = run_cli("classify", "--image", raster, "--model", package, "--features", buildings, "--out", out)
+    result = run_classify(raster, package, buildings, out)
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(out)
     frame = gpd.read_file(buildings)
