@@ -5,55 +5,37 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-from pyproj.exceptions import CRSError
+from rasterio.crs import CRS
 
-from .errors import CRSMismatchError, NoOverlapWarning, OutputError
+from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode
+from .errors import CRSMismatchError, NoOverlapWarning, UnreferencedImagesWarning
 from .features import read_features
+from .images import ImageRef, resolve_images
 from .model import Model, load_model
+from .modes import classify_items, classify_mosaic
 from .output import check_output, write_output
-from .pipeline import Predictions, chip_spec, classify_geometries
+from .pipeline import chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
-
-#: Fields added to every output row, besides the label field.
-RESULT_FIELDS = ("ClassValue", "Confidence", "Coverage")
-DEFAULT_LABEL_FIELD = "ClassLabel"
+from .results import DEFAULT_LABEL_FIELD, check_fields, describe, geometry_last, result_columns
+from .whole_images import classify_whole_images, select_images, to_crs
 
 PathLike = str | os.PathLike[str]
-
-
-@overload
-def classify_objects(
-    image: PathLike,
-    model: PathLike | Model,
-    features: PathLike | gpd.GeoDataFrame,
-    out: None = None,
-    **options: Any,
-) -> gpd.GeoDataFrame: ...
-
-
-@overload
-def classify_objects(
-    image: PathLike,
-    model: PathLike | Model,
-    features: PathLike | gpd.GeoDataFrame,
-    out: PathLike,
-    **options: Any,
-) -> Summary: ...
+Images = PathLike | Sequence[PathLike]
+__all__ = ["DEFAULT_LABEL_FIELD", "classify_objects", "inspect_model", "sample_paths"]
 
 
 def classify_objects(
-    image: PathLike,
+    image: Images,
     model: PathLike | Model,
-    features: PathLike | gpd.GeoDataFrame,
+    features: PathLike | gpd.GeoDataFrame | None = None,
     out: PathLike | None = None,
     *,
     features_layer: str | None = None,
@@ -62,43 +44,184 @@ def classify_objects(
     arguments: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
-) -> gpd.GeoDataFrame | Summary:
-    """Classify every feature on ``image`` with ``model``; Esri's "Classify Objects Using Deep Learning".
+    recursive: bool = False,
+    asset: str | None = None,
+    processing_mode: str = "mosaic",
+    extent: Sequence[float] | Extent | None = None,
+    extent_crs: str | CRS | None = None,
+    cell_size: float | None = None,
+    out_crs: str | CRS | None = None,
+) -> pd.DataFrame | Summary:
+    """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
-    Returns the features with ``label_field``, ``ClassValue``, ``Confidence`` and ``Coverage`` added, or,
-    when ``out`` is given, writes them there (atomically) and returns the run's :class:`Summary`.
+    ``image`` is a raster, a folder, a list file, a glob pattern, a VRT or a STAC Item(Collection) (or a list of
+    them). With ``features``, every feature is classified on the collection (``processing_mode`` "mosaic") or on
+    each image that covers it ("items"); without, each image is one object. The environments ``extent``
+    (``extent_crs``, default the raster's CRS), ``cell_size`` and ``out_crs`` behave as Esri's.
+
+    Returns the rows (a GeoDataFrame, or a DataFrame for images without georeference) or, when ``out`` is given,
+    writes them there atomically and returns the run's :class:`Summary`.
     """
     started = time.perf_counter()
+    mode = parse_processing_mode(processing_mode)
+    cell_size = check_cell_size(cell_size)
+    target_crs = parse_crs(out_crs, "--out-crs") if out_crs is not None else None
+    area = extent if isinstance(extent, Extent) or extent is None else Extent.parse(extent, extent_crs)
     if out is not None:
         check_output(out, overwrite)
+    frame = None
+    if features is not None:
+        frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
+    check_fields(frame, label_field, features, out, extra=_extra_fields(frame, mode))
     loaded = model if isinstance(model, Model) else load_model(model, arguments)
-    frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
-    _check_fields(frame, label_field, features, out)
-    with RasterSource(image) as raster:
-        geometries = _to_raster_crs(frame, raster, features)
-        with progress_bar(len(frame), progress) as advance:
-            predictions = classify_geometries(loaded, raster, geometries, advance)
-    if len(frame) and not predictions.classified.any() and predictions.outside.any():
+    refs = resolve_images(image, recursive=recursive, asset=asset)
+    if frame is None:
+        rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
+    else:
+        rows, summary = _classify_features(
+            loaded, refs, frame, features, mode, label_field, area, cell_size, target_crs, progress
+        )
+    summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
+    if out is None:
+        rows.attrs["summary"] = summary
+        return rows
+    write_output(rows, out, layer=out_layer, overwrite=overwrite)
+    return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started, "output": os.fspath(out)})
+
+
+def _extra_fields(frame: gpd.GeoDataFrame | None, mode: str) -> tuple[str, ...]:
+    if frame is None:
+        return ("ImageID", "Error")
+    return ("ItemID",) if mode == "items" else ()
+
+
+def _images_label(refs: Sequence[ImageRef]) -> str:
+    return f"raster {refs[0].image_id!r}" if len(refs) == 1 else f"any of the {len(refs)} images"
+
+
+def _processing_crs(refs: Sequence[ImageRef]) -> CRS | None:
+    """The CRS chips are cut in: the first image's (the mosaic grid takes it too)."""
+    with RasterSource(refs[0].uri, label=refs[0].image_id) as first:
+        return first.crs
+
+
+def _classify_features(
+    model: Model,
+    refs: Sequence[ImageRef],
+    frame: gpd.GeoDataFrame,
+    features: PathLike | gpd.GeoDataFrame,
+    mode: str,
+    label_field: str,
+    area: Extent | None,
+    cell_size: float | None,
+    target_crs: CRS | None,
+    progress: bool,
+) -> tuple[gpd.GeoDataFrame, Summary]:
+    skipped = 0
+    if area is not None:
+        keep = frame.geometry.intersects(area.polygon_in(frame.crs, _processing_crs(refs))).to_numpy()
+        skipped = int((~keep).sum())
+        frame = frame.loc[keep]
+    if target_crs is not None and frame.crs is None:
+        raise CRSMismatchError(
+            f"{describe(features)} has no coordinate system, so it cannot be written in "
+            f"{target_crs.to_string()} (--out-crs)"
+        )
+    with progress_bar(len(frame) if mode == "mosaic" else None, progress) as advance:
+        if mode == "mosaic":
+            predictions = classify_mosaic(model, refs, frame, features, cell_size, advance)
+            base = frame
+        else:
+            rows = classify_items(model, refs, frame, features, cell_size, advance)
+            predictions = rows.predictions
+            base = frame.iloc[rows.feature].copy()
+            ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
+            base["ItemID"] = pd.array(ids[rows.item], dtype="string")
+    columns = result_columns(
+        model.definition.classes, predictions.class_index, predictions.confidence, predictions.coverage, label_field
+    )
+    result = base.copy()
+    for name in columns.columns:
+        result[name] = columns[name].array
+    result = geometry_last(gpd.GeoDataFrame(result, geometry=frame.geometry.name, crs=frame.crs))
+    if target_crs is not None:
+        result = result.to_crs(target_crs.to_wkt())
+    classified = predictions.class_index >= 0
+    if len(frame) and not classified.any() and predictions.outside.any():
         warnings.warn(
-            f"no feature of {_name(features)} overlaps raster {os.fspath(image)!r}; every label is empty. "
+            f"no feature of {describe(features)} overlaps {_images_label(refs)}; every label is empty. "
             "Check that the features and the raster cover the same place.",
             NoOverlapWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    result = _attach(frame, predictions, loaded, label_field)
-    summary = Summary(
-        features_read=len(frame),
-        classified=int(predictions.classified.sum()),
-        outside=int((~predictions.classified & ~predictions.empty).sum()),
-        empty=int(predictions.empty.sum()),
-        seconds=time.perf_counter() - started,
-        output=os.fspath(out) if out is not None else None,
+    if mode == "items":
+        summary = Summary(
+            read=len(frame),
+            classified=int(np.unique(rows.feature[classified]).size),
+            outside=int(len(frame) - np.unique(rows.feature[classified | predictions.empty]).size),
+            empty=int(predictions.empty.sum()),
+            rows=len(result),
+            skipped=skipped,
+        )
+    else:
+        summary = Summary(
+            read=len(frame),
+            classified=int(classified.sum()),
+            outside=int((~classified & ~predictions.empty).sum()),
+            empty=int(predictions.empty.sum()),
+            skipped=skipped,
+        )
+    return result, summary
+
+
+def _classify_images(
+    model: Model,
+    refs: Sequence[ImageRef],
+    label_field: str,
+    area: Extent | None,
+    cell_size: float | None,
+    target_crs: CRS | None,
+    progress: bool,
+) -> tuple[pd.DataFrame, Summary]:
+    skipped = 0
+    if area is not None:
+        kept = select_images(refs, area)
+        skipped = len(refs) - len(kept)
+        refs = kept
+    with progress_bar(len(refs), progress, "classifying images", unit=" images") as advance:
+        results = classify_whole_images(model, refs, cell_size, advance)
+    class_index = np.array([r.class_index for r in results], dtype=np.int64)
+    columns = result_columns(
+        model.definition.classes,
+        class_index,
+        np.array([r.confidence for r in results]),
+        np.array([r.coverage for r in results]),
+        label_field,
     )
-    if out is None:
-        result.attrs["summary"] = summary
-        return result
-    write_output(result, out, layer=out_layer, overwrite=overwrite)
-    return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
+    table = pd.DataFrame({"ImageID": pd.array([r.ref.image_id for r in results], dtype="string")})
+    table = pd.concat([table, columns], axis=1)
+    table["Error"] = pd.array([r.error for r in results], dtype="string")
+    placed = [r for r in results if r.footprint is not None]
+    summary = Summary(
+        read=len(results),
+        classified=int((class_index >= 0).sum()),
+        outside=int(sum(r.error is None and r.class_index < 0 for r in results)),
+        errors=sum(r.error is not None for r in results),
+        skipped=skipped,
+        unit="images",
+    )
+    if not placed:
+        return table, summary
+    crs = target_crs or placed[0].crs
+    geometry = [to_crs(r.footprint, r.crs, crs) if r.footprint is not None else None for r in results]
+    unplaced = sum(g is None for g in geometry)
+    if unplaced:
+        warnings.warn(
+            f"{unplaced} of {len(results)} images have no georeference; their rows have no geometry",
+            UnreferencedImagesWarning,
+            stacklevel=3,
+        )
+    return gpd.GeoDataFrame(table, geometry=gpd.GeoSeries(geometry, crs=crs.to_wkt()), crs=crs.to_wkt()), summary
 
 
 def inspect_model(model: PathLike | Model, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -156,87 +279,6 @@ def inspect_model(model: PathLike | Model, arguments: Mapping[str, Any] | None =
             for s in loaded.specs
         ],
     }
-
-
-def _name(features: PathLike | gpd.GeoDataFrame) -> str:
-    return "the features" if isinstance(features, gpd.GeoDataFrame) else repr(os.fspath(features))
-
-
-def _check_fields(
-    frame: gpd.GeoDataFrame, label_field: str, features: PathLike | gpd.GeoDataFrame, out: PathLike | None
-) -> None:
-    if not label_field or not label_field.strip():
-        raise OutputError("the label field name is empty; give --label-field a name such as ClassLabel")
-    if out is not None and os.fspath(out).lower().endswith(".shp") and len(label_field) > 10:
-        raise OutputError(
-            f"--label-field {label_field!r} is longer than the 10 characters a shapefile field can have; "
-            "choose a shorter name or another output format"
-        )
-    existing = {str(c).lower(): str(c) for c in frame.columns if c != frame.geometry.name}
-    for name in (label_field, *RESULT_FIELDS):
-        if name.lower() in existing:
-            hint = "choose another --label-field" if name == label_field else "rename or drop that field"
-            raise OutputError(
-                f"{_name(features)} already has a field {existing[name.lower()]!r}, which the output "
-                f"needs for {name}; {hint}"
-            )
-    if len({label_field.lower(), *(f.lower() for f in RESULT_FIELDS)}) != 1 + len(RESULT_FIELDS):
-        raise OutputError(f"--label-field {label_field!r} clashes with an output field; choose another name")
-
-
-def _to_raster_crs(frame: gpd.GeoDataFrame, raster: RasterSource, features: PathLike | gpd.GeoDataFrame) -> np.ndarray:
-    """Copies of the geometries in the raster's CRS; the frame itself keeps the originals."""
-    if raster.crs is None and frame.crs is None:
-        return frame.geometry.to_numpy()
-    if raster.crs is None:
-        raise CRSMismatchError(
-            f"raster {raster.path!r} has no coordinate system but {_name(features)} has one "
-            f"({frame.crs.to_string()}); assign the raster its CRS (e.g. gdal_edit.py -a_srs)"
-        )
-    if frame.crs is None:
-        raise CRSMismatchError(
-            f"{_name(features)} has no coordinate system but raster {raster.path!r} has one "
-            f"({raster.crs.to_string()}); assign the layer its CRS (e.g. ogr2ogr -a_srs)"
-        )
-    if frame.crs == raster.crs:
-        return frame.geometry.to_numpy()
-    problem = ""
-    if frame.crs.is_geographic and len(frame):
-        minx, miny, maxx, maxy = frame.total_bounds
-        if min(minx, miny) < -360 or max(maxx, maxy) > 360:
-            problem = f"its coordinates ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g}) are not degrees"
-    if not problem:
-        with np.errstate(all="ignore"):
-            try:
-                moved = frame.geometry.to_crs(raster.crs.to_wkt()).to_numpy()
-            except (CRSError, ValueError, shapely.errors.GEOSException) as exc:
-                moved, problem = None, str(exc)
-        if moved is not None and not np.isfinite(shapely.get_coordinates(moved)).all():
-            problem = "some coordinates fall outside the area where the two systems convert"
-        if not problem:
-            return moved
-    raise CRSMismatchError(
-        f"cannot reproject {_name(features)} from {frame.crs.to_string()} to the CRS of raster {raster.path!r} "
-        f"({raster.crs.to_string()}): {problem}. Check the layer's CRS (a GeoJSON without one is read as WGS 84)."
-    )
-
-
-def _attach(frame: gpd.GeoDataFrame, predictions: Predictions, model: Model, label_field: str) -> gpd.GeoDataFrame:
-    classes = model.definition.classes
-    names = np.array([c.name for c in classes] + [None], dtype=object)
-    values = np.array([c.value for c in classes] + [0], dtype=np.int64)
-    index = predictions.class_index
-    classified = index >= 0
-    result = frame.copy()
-    result[label_field] = pd.array(names[index], dtype="string")
-    result["ClassValue"] = pd.array(np.where(classified, values[index], 0), dtype="Int64")
-    result.loc[~classified, "ClassValue"] = pd.NA
-    result["Confidence"] = predictions.confidence
-    result["Coverage"] = predictions.coverage
-    # Keep the geometry column last, where GIS users expect it.
-    geometry = result.geometry.name
-    ordered = [c for c in result.columns if c != geometry] + [geometry]
-    return gpd.GeoDataFrame(result[ordered], geometry=geometry, crs=frame.crs)
 
 
 def sample_paths() -> dict[str, Path]:

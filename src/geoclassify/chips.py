@@ -145,3 +145,17 @@ def _interpolation_matrix(source: int, target: int) -> np.ndarray:
     matrix[np.arange(target), low] += 1 - frac
     matrix[np.arange(target), high] += frac
     return matrix
+
+
+def whole_image_window(rows: int, cols: int, spec: ChipSpec) -> tuple[int, int, int, int]:
+    """The window that makes an image one chip: all of it, or for CropSizeFixed 1 its centre cut to the chip size.
+
+    An image smaller than the chip in a direction keeps its full extent there (and is resized up), as padding a
+    photo with black would tell the model something that is not in the scene.
+    """
+    if not spec.fixed:
+        return (0, 0, rows, cols)
+    height, width = min(rows, spec.height), min(cols, spec.width)
+    row_off = int(np.floor(rows / 2.0 - height / 2.0 + 0.5))
+    col_off = int(np.floor(cols / 2.0 - width / 2.0 + 0.5))
+    return (row_off, col_off, height, width)

@@ -36,14 +36,24 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--image", required=True, help="Raster to cut chips from (anything GDAL reads).")
+@click.option(
+    "--image",
+    "images",
+    required=True,
+    multiple=True,
+    metavar="IMAGE",
+    help="A raster, a folder of images, a text file listing paths or GDAL URIs, a glob pattern, a VRT, "
+    "or a STAC Item/ItemCollection JSON. Repeatable.",
+)
 @click.option("--model", required=True, help="Model: a .dlpk, an .emd file, or the EMD JSON itself.")
-@click.option("--features", required=True, help="Feature layer: one chip and one label per feature.")
+@click.option(
+    "--features", help="Feature layer: one chip and one label per feature. Without it each image is one object."
+)
 @click.option(
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Output file; the format follows the extension (.gpkg, .shp, .geojson, .fgb, .parquet).",
+    help="Output file; the format follows the extension (.gpkg, .shp, .geojson, .fgb, .parquet, .csv).",
 )
 @click.option("--features-layer", metavar="NAME", help="Layer of --features to read (default: the first).")
 @click.option("--out-layer", metavar="NAME", help="Layer name in a GeoPackage output (default: the file name).")
@@ -55,23 +65,50 @@ def cli() -> None:
     metavar="NAME=VALUE",
     help="Model argument, repeatable (see `geoclassify inspect MODEL`).",
 )
+@click.option(
+    "--processing-mode",
+    default="mosaic",
+    show_default=True,
+    metavar="mosaic|items",
+    help="With features and several images: one mosaic, or each image separately (one row per feature "
+    "and image, with ItemID).",
+)
+@click.option("--recursive", is_flag=True, help="Look for images in subfolders of a folder given to --image.")
+@click.option("--asset", metavar="KEY", help="Asset of each STAC item to classify.")
+@click.option(
+    "--extent",
+    nargs=4,
+    type=float,
+    metavar="XMIN YMIN XMAX YMAX",
+    help="Only classify (and write) the features or images that meet this rectangle.",
+)
+@click.option("--extent-crs", metavar="CRS", help="CRS of --extent (default: the raster's).")
+@click.option("--cell-size", type=float, metavar="SIZE", help="Cut chips at this cell size (raster CRS units).")
+@click.option("--out-crs", metavar="CRS", help="Coordinate system of the output (e.g. EPSG:4326).")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def classify(
-    image: str,
+    images: tuple[str, ...],
     model: str,
-    features: str,
+    features: str | None,
     out: str,
     features_layer: str | None,
     out_layer: str | None,
     label_field: str,
     arguments: tuple[str, ...],
+    processing_mode: str,
+    recursive: bool,
+    asset: str | None,
+    extent: tuple[float, float, float, float] | None,
+    extent_crs: str | None,
+    cell_size: float | None,
+    out_crs: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Label every feature with the class the model sees in its image chip."""
+    """Label every feature (or every image) with the class the model sees in its image chip."""
     summary = classify_objects(
-        image,
+        images[0] if len(images) == 1 else list(images),
         model,
         features,
         out,
@@ -81,6 +118,13 @@ def classify(
         arguments=split_assignments(arguments),
         overwrite=overwrite,
         progress=not quiet and sys.stderr.isatty(),
+        recursive=recursive,
+        asset=asset,
+        processing_mode=processing_mode,
+        extent=extent or None,
+        extent_crs=extent_crs,
+        cell_size=cell_size,
+        out_crs=out_crs,
     )
     click.echo(f"geoclassify: {summary.line()}", err=True)
 

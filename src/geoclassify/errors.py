@@ -56,6 +56,10 @@ class OutputExistsError(OutputError, FileExistsError):
     """The output exists and overwriting was not asked for."""
 
 
+class SettingError(GeoclassifyError, ValueError):
+    """An environment setting (extent, cell size, coordinate system, processing mode) is not usable."""
+
+
 class GeoclassifyWarning(UserWarning):
     """Base of the warnings geoclassify emits; the CLI prints them as one line each."""
 
@@ -66,6 +70,10 @@ class NoOverlapWarning(GeoclassifyWarning):
 
 class BlackenIgnoredWarning(GeoclassifyWarning):
     """BlackenAroundFeature has no meaning for points and lines."""
+
+
+class UnreferencedImagesWarning(GeoclassifyWarning):
+    """Some images have no georeference, so their rows have no geometry."""
 
 
 class CellSizeWarning(GeoclassifyWarning):

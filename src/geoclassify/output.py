@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pyogrio
 
 from .errors import OutputError, OutputExistsError
@@ -24,7 +25,10 @@ DRIVERS = {
     ".fgb": "FlatGeobuf",
     ".parquet": "Parquet",
     ".geoparquet": "Parquet",
+    ".csv": "CSV",
 }
+#: Formats that can hold a table without geometry (images with no georeference).
+TABLE_DRIVERS = ("GPKG", "Parquet", "CSV")
 #: Files that make up one shapefile; an overwrite removes stale ones the new output did not write.
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml")
 
@@ -53,9 +57,14 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
 def write_output(
     frame: gpd.GeoDataFrame, path: str | os.PathLike[str], layer: str | None = None, overwrite: bool = False
 ) -> Path:
-    """Write ``frame`` to ``path`` in the format its extension names, atomically."""
+    """Write ``frame`` (a GeoDataFrame, or a plain table) to ``path`` in the format its extension names, atomically."""
     out = check_output(path, overwrite)
     driver = DRIVERS[out.suffix.lower()]
+    if not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
+        raise OutputError(
+            f"output {os.fspath(out)!r}: the rows have no geometry (the images carry no georeference), which "
+            f"{driver} cannot hold; write a table instead: .csv, .parquet or .gpkg"
+        )
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or "."))
     try:
         temp = staging / out.name
@@ -69,10 +78,18 @@ def write_output(
     return out
 
 
-def _write(frame: gpd.GeoDataFrame, temp: Path, driver: str, layer: str) -> None:
+def _write(frame: pd.DataFrame, temp: Path, driver: str, layer: str) -> None:
     try:
         if driver == "Parquet":
             frame.to_parquet(temp, index=False)
+            return
+        if driver == "CSV":
+            table = frame
+            if isinstance(frame, gpd.GeoDataFrame):
+                geometry = frame.geometry.name
+                table = pd.DataFrame(frame.drop(columns=geometry))
+                table["WKT"] = frame.geometry.to_wkt()
+            table.to_csv(temp, index=False)
             return
         options: dict[str, object] = {}
         if driver != "ESRI Shapefile":
@@ -80,7 +97,11 @@ def _write(frame: gpd.GeoDataFrame, temp: Path, driver: str, layer: str) -> None
             options["promote_to_multi"] = False
         if driver == "GPKG":
             options["layer"] = layer
-        if len(set(frame.geom_type.dropna())) > 1 and driver in ("GPKG", "FlatGeobuf"):
+        if (
+            isinstance(frame, gpd.GeoDataFrame)
+            and len(set(frame.geom_type.dropna())) > 1
+            and driver in ("GPKG", "FlatGeobuf")
+        ):
             options["geometry_type"] = "Unknown"
         pyogrio.write_dataframe(frame, temp, driver=driver, **options)
     except (

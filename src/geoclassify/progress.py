@@ -11,30 +11,44 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Summary:
-    """Counts and timing of one run; ``line()`` is what the CLI prints last."""
+    """Counts and timing of one run; ``line()`` is what the CLI prints last.
 
-    features_read: int
+    ``read`` counts the objects: features, or images when there is no feature layer (``unit``).
+    """
+
+    read: int
     classified: int
-    outside: int
-    empty: int
-    seconds: float
+    outside: int = 0
+    empty: int = 0
+    errors: int = 0
+    rows: int | None = None
+    skipped: int = 0
+    seconds: float = 0.0
     output: str | None = None
+    unit: str = "features"
 
     @property
     def rate(self) -> float:
-        return self.features_read / self.seconds if self.seconds > 0 else float("inf")
+        return self.read / self.seconds if self.seconds > 0 else float("inf")
 
     def line(self) -> str:
-        text = (
-            f"{self.features_read} features read, {self.classified} classified, "
-            f"{self.outside} outside the raster or on NoData only, {self.empty} with empty geometry; "
-            f"{self.seconds:.2f} s, {self.rate:,.0f} features/s"
-        )
+        if self.unit == "images":
+            text = (f"{self.read} images read, {self.classified} classified, {self.errors} unreadable, "
+                    f"{self.outside} without valid pixels")
+        else:
+            text = (f"{self.read} features read, {self.classified} classified, {self.outside} outside the raster "
+                    f"or on NoData only, {self.empty} with empty geometry")
+        if self.rows is not None:
+            text += f", {self.rows} rows (one per feature and image that covers it)"
+        if self.skipped:
+            text += f", {self.skipped} outside the extent left out"
+        text += f"; {self.seconds:.2f} s, {self.rate:,.0f} {self.unit}/s"
         return text + (f" -> {self.output}" if self.output else "")
 
 
 @contextmanager
-def progress_bar(total: int, enabled: bool, description: str = "classifying") -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int | None, enabled: bool, description: str = "classifying",
+                 unit: str = " features") -> Iterator[Callable[[int], None]]:
     """Yield an ``advance(n)`` callback; the bar appears only after a second (GEOCLASSIFY_PROGRESS_DELAY), so
     short runs stay quiet."""
     if not enabled:
@@ -42,12 +56,6 @@ def progress_bar(total: int, enabled: bool, description: str = "classifying") ->
         return
     from tqdm import tqdm
 
-    with tqdm(
-        total=total,
-        desc=description,
-        unit=" features",
-        delay=float(os.environ.get("GEOCLASSIFY_PROGRESS_DELAY", "1.0")),
-        file=sys.stderr,
-        dynamic_ncols=True,
-    ) as bar:
+    delay = float(os.environ.get("GEOCLASSIFY_PROGRESS_DELAY", "1.0"))
+    with tqdm(total=total, desc=description, unit=unit, delay=delay, file=sys.stderr, dynamic_ncols=True) as bar:
         yield bar.update

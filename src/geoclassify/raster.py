@@ -14,8 +14,9 @@ from types import TracebackType
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -25,19 +26,20 @@ from .errors import RasterError
 class RasterSource:
     """One open raster, with the bands a model asked for resolved to 0-based indexes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        if "://" not in self.path and not self.path.startswith("/vsi") and not Path(self.path).exists():
+    def __init__(self, path: str | os.PathLike[str], label: str | None = None) -> None:
+        location = os.fspath(path)
+        self.path = label or location  # what the user called it, for messages
+        if "://" not in location and not location.startswith("/vsi") and not Path(location).exists():
             raise RasterError(f"raster {self.path!r} not found; check the path given to --image")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.dataset = rasterio.open(self.path)
+                self.dataset = rasterio.open(location)
         except RasterioIOError as exc:
             raise RasterError(f"raster {self.path!r} cannot be read by GDAL ({exc}); is it an image file?") from None
         self.band_indexes: tuple[int, ...] = tuple(range(self.dataset.count))
         # Reading masks costs a second pass over every window; skip it when GDAL says all pixels are valid.
-        self._needs_mask = any(MaskFlags.all_valid not in flags for flags in self.dataset.mask_flag_enums)
+        self.needs_mask = any(MaskFlags.all_valid not in flags for flags in self.dataset.mask_flag_enums)
 
     def __enter__(self) -> RasterSource:
         return self
@@ -55,7 +57,12 @@ class RasterSource:
 
     @property
     def georeferenced(self) -> bool:
-        return not self.dataset.transform.is_identity or self.crs is not None
+        """Placed on Earth: it has a CRS (a bare world file gives a transform but no place)."""
+        return self.crs is not None
+
+    @property
+    def transform(self) -> Affine:
+        return self.dataset.transform
 
     @property
     def inverse_transform(self) -> tuple[float, ...]:
@@ -100,33 +107,87 @@ class RasterSource:
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (bands, height, width) float32, NoData and outside pixels 0; valid where every band has data."""
-        bands = len(self.band_indexes)
-        pixels = np.zeros((bands, height, width), dtype=np.float32)
-        valid = np.zeros((height, width), dtype=bool)
-        rows, cols = self.shape
-        r0, c0 = max(row_off, 0), max(col_off, 0)
-        r1, c1 = min(row_off + height, rows), min(col_off + width, cols)
-        if r1 <= r0 or c1 <= c0:
-            return pixels, valid
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        indexes = [i + 1 for i in self.band_indexes]
-        try:
-            data = self.dataset.read(indexes, window=window)
-            inside = np.ones(data.shape[1:], dtype=bool)
-            if self._needs_mask:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NodataShadowWarning)
-                    masks = self.dataset.read_masks(indexes, window=window) > 0
-                # Each band keeps its own valid pixels, as Esri zeroes masked pixels band by band.
-                data = np.where(masks, data, 0)
-                inside = masks.all(axis=0)
-        except RasterioIOError as exc:
-            raise RasterError(
-                f"raster {self.path!r}: reading rows {r0}-{r1}, columns {c0}-{c1} failed ({exc})"
-            ) from None
-        pixels[:, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = data
-        valid[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = inside
-        return pixels, valid
+        return read_clamped(
+            self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.path
+        )
+
+    def read_resampled(
+        self, row_off: int, col_off: int, height: int, width: int, out_shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A window inside the raster, resampled by GDAL to ``out_shape`` while reading."""
+        return read_clamped(
+            self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.path, out_shape
+        )
 
     def footprint_bounds(self) -> tuple[float, float, float, float]:
         return tuple(self.dataset.bounds)  # type: ignore[return-value]
+
+
+def read_clamped(
+    dataset: rasterio.io.DatasetReaderBase,
+    band_indexes: Sequence[int],
+    window: tuple[int, int, int, int],
+    needs_mask: bool,
+    label: str,
+    out_shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``window`` (row_off, col_off, height, width) of ``dataset``, clamped to it and zero-padded.
+
+    Returns float32 pixels with masked pixels 0, band by band (as Esri zeroes masked pixels), and a mask of the
+    pixels valid in every band. With ``out_shape`` (only for windows inside the dataset) GDAL resamples the window
+    bilinearly while reading, using overviews, so a whole large image never sits in memory at full resolution.
+    """
+    row_off, col_off, height, width = window
+    if out_shape is not None:
+        return _read_resampled(dataset, band_indexes, window, needs_mask, label, out_shape)
+    pixels = np.zeros((len(band_indexes), height, width), dtype=np.float32)
+    valid = np.zeros((height, width), dtype=bool)
+    r0, c0 = max(row_off, 0), max(col_off, 0)
+    r1, c1 = min(row_off + height, dataset.height), min(col_off + width, dataset.width)
+    if r1 <= r0 or c1 <= c0:
+        return pixels, valid
+    clamped = Window(c0, r0, c1 - c0, r1 - r0)
+    indexes = [i + 1 for i in band_indexes]
+    try:
+        data = dataset.read(indexes, window=clamped)
+        inside = np.ones(data.shape[1:], dtype=bool)
+        if needs_mask:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NodataShadowWarning)
+                masks = dataset.read_masks(indexes, window=clamped) > 0
+            data = np.where(masks, data, 0)
+            inside = masks.all(axis=0)
+    except RasterioIOError as exc:
+        raise RasterError(f"raster {label!r}: reading rows {r0}-{r1}, columns {c0}-{c1} failed ({exc})") from None
+    pixels[:, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = data
+    valid[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = inside
+    return pixels, valid
+
+
+def _read_resampled(
+    dataset: rasterio.io.DatasetReaderBase,
+    band_indexes: Sequence[int],
+    window: tuple[int, int, int, int],
+    needs_mask: bool,
+    label: str,
+    out_shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    row_off, col_off, height, width = window
+    if row_off < 0 or col_off < 0 or row_off + height > dataset.height or col_off + width > dataset.width:
+        raise ValueError("a resampled read must lie inside the raster")
+    indexes = [i + 1 for i in band_indexes]
+    shape = (len(indexes), *out_shape)
+    try:
+        data = dataset.read(
+            indexes, window=Window(col_off, row_off, width, height), out_shape=shape, resampling=Resampling.bilinear
+        ).astype(np.float32)
+        valid = np.ones(out_shape, dtype=bool)
+        if needs_mask:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NodataShadowWarning)
+                masks = dataset.read_masks(indexes, window=Window(col_off, row_off, width, height), out_shape=shape) > 0
+            data = np.where(masks, data, np.float32(0))
+            valid = masks.all(axis=0)
+    except RasterioIOError as exc:
+        raise RasterError(f"raster {label!r}: reading failed ({exc})") from None
+    return data, valid

@@ -1,0 +1,111 @@
+"""Turning predictions into output rows: field names and clashes, CRS alignment, and the result columns."""
+
+from __future__ import annotations
+
+import os
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj.exceptions import CRSError
+from rasterio.crs import CRS
+
+from .emd import ClassInfo
+from .errors import CRSMismatchError, OutputError
+
+#: Fields added to every output row, besides the label field.
+RESULT_FIELDS = ("ClassValue", "Confidence", "Coverage")
+DEFAULT_LABEL_FIELD = "ClassLabel"
+
+PathLike = str | os.PathLike[str]
+
+
+def describe(features: PathLike | gpd.GeoDataFrame) -> str:
+    return "the features" if isinstance(features, gpd.GeoDataFrame) else repr(os.fspath(features))
+
+
+def check_fields(frame: gpd.GeoDataFrame | None, label_field: str, features: PathLike | gpd.GeoDataFrame | None,
+                 out: PathLike | None, extra: tuple[str, ...] = ()) -> None:
+    """Refuse a label field that is empty, too long for a shapefile, or already in the input (case-blind)."""
+    if not label_field or not label_field.strip():
+        raise OutputError("the label field name is empty; give --label-field a name such as ClassLabel")
+    if out is not None and os.fspath(out).lower().endswith(".shp") and len(label_field) > 10:
+        raise OutputError(
+            f"--label-field {label_field!r} is longer than the 10 characters a shapefile field can have; "
+            "choose a shorter name or another output format"
+        )
+    added = (label_field, *RESULT_FIELDS, *extra)
+    if len({name.lower() for name in added}) != len(added):
+        raise OutputError(f"--label-field {label_field!r} clashes with an output field; choose another name")
+    if frame is None:
+        return
+    existing = {str(c).lower(): str(c) for c in frame.columns if c != frame.geometry.name}
+    for name in added:
+        if name.lower() in existing:
+            hint = "choose another --label-field" if name == label_field else "rename or drop that field"
+            raise OutputError(
+                f"{describe(features)} already has a field {existing[name.lower()]!r}, which the output "
+                f"needs for {name}; {hint}"
+            )
+
+
+def geometries_in(frame: gpd.GeoDataFrame, crs: CRS | None, raster_label: str,
+                  features: PathLike | gpd.GeoDataFrame) -> np.ndarray:
+    """Copies of the frame's geometries in ``crs`` (the raster's); the frame itself keeps the originals."""
+    if crs is None and frame.crs is None:
+        return frame.geometry.to_numpy()
+    if crs is None:
+        raise CRSMismatchError(
+            f"raster {raster_label!r} has no coordinate system but {describe(features)} has one "
+            f"({frame.crs.to_string()}); assign the raster its CRS (e.g. gdal_edit.py -a_srs)"
+        )
+    if frame.crs is None:
+        raise CRSMismatchError(
+            f"{describe(features)} has no coordinate system but raster {raster_label!r} has one "
+            f"({crs.to_string()}); assign the layer its CRS (e.g. ogr2ogr -a_srs)"
+        )
+    if frame.crs == crs:
+        return frame.geometry.to_numpy()
+    problem = ""
+    if frame.crs.is_geographic and len(frame):
+        minx, miny, maxx, maxy = frame.total_bounds
+        if min(minx, miny) < -360 or max(maxx, maxy) > 360:
+            problem = f"its coordinates ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g}) are not degrees"
+    if not problem:
+        with np.errstate(all="ignore"):
+            try:
+                moved = frame.geometry.to_crs(crs.to_wkt()).to_numpy()
+            except (CRSError, ValueError, shapely.errors.GEOSException) as exc:
+                moved, problem = None, str(exc)
+        if moved is not None and not np.isfinite(shapely.get_coordinates(moved)).all():
+            problem = "some coordinates fall outside the area where the two systems convert"
+        if not problem:
+            return moved
+    raise CRSMismatchError(
+        f"cannot reproject {describe(features)} from {frame.crs.to_string()} to the CRS of raster {raster_label!r} "
+        f"({crs.to_string()}): {problem}. Check the layer's CRS (a GeoJSON without one is read as WGS 84)."
+    )
+
+
+def result_columns(classes: tuple[ClassInfo, ...], class_index: np.ndarray, confidence: np.ndarray,
+                   coverage: np.ndarray, label_field: str) -> pd.DataFrame:
+    """Label, ClassValue, Confidence and Coverage for class indexes (-1: not classified)."""
+    names = np.array([c.name for c in classes] + [None], dtype=object)
+    values = np.array([c.value for c in classes] + [0], dtype=np.int64)
+    classified = class_index >= 0
+    class_values = pd.array(values[class_index], dtype="Int64")
+    class_values[~classified] = pd.NA
+    return pd.DataFrame({
+        label_field: pd.array(names[class_index], dtype="string"),
+        "ClassValue": class_values,
+        "Confidence": np.where(classified, confidence, np.nan),
+        "Coverage": coverage,
+    })
+
+
+def geometry_last(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """GIS users expect the geometry column last."""
+    geometry = frame.geometry.name
+    ordered = [c for c in frame.columns if c != geometry] + [geometry]
+    return gpd.GeoDataFrame(frame[ordered], geometry=geometry, crs=frame.crs)

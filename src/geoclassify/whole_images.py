@@ -1,0 +1,149 @@
+"""No feature layer: each image is one object (Esri's tool without ``in_features``).
+
+Every image becomes one chip (see :func:`geoclassify.chips.whole_image_window`), read and resampled by GDAL so a
+large image never sits in memory at full resolution. An image that cannot be read, or lacks the bands the model
+needs, becomes a row with an ``Error`` text; the run goes on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from rasterio.crs import CRS
+from rasterio.warp import transform_geom
+
+from .chips import whole_image_window
+from .environment import Extent
+from .errors import GeoclassifyError
+from .images import ImageRef
+from .model import Model
+from .mosaic import GridSource, mosaic_grid
+from .pipeline import check_cell_size, chip_spec
+from .preprocess import Preprocessor
+from .raster import RasterSource
+
+
+@dataclass
+class ImageResult:
+    """One image's row: where it lies (in its own CRS) and what the model said, or why it could not."""
+
+    ref: ImageRef
+    crs: CRS | None = None
+    footprint: shapely.Geometry | None = None
+    class_index: int = -1
+    confidence: float = float("nan")
+    coverage: float = 0.0
+    error: str | None = None
+
+
+def open_image(ref: ImageRef, cell_size: float | None) -> RasterSource | GridSource:
+    """An image on its own grid, or on a grid of ``cell_size`` when one is asked for."""
+    source = RasterSource(ref.uri, label=ref.image_id)
+    if cell_size is None:
+        return source
+    try:
+        return GridSource([source], mosaic_grid([source], cell_size))
+    except GeoclassifyError:
+        source.close()
+        raise
+
+
+def select_images(refs: Sequence[ImageRef], extent: Extent) -> list[ImageRef]:
+    """The images whose footprint meets ``extent`` (in the first georeferenced image's CRS unless it names one).
+
+    Images without georeference cannot meet an extent and are left out; unreadable ones are kept, so their error
+    reaches the output.
+    """
+    kept: list[ImageRef] = []
+    default: CRS | None = None
+    for ref in refs:
+        try:
+            with RasterSource(ref.uri, label=ref.image_id) as source:
+                if source.crs is None:
+                    continue
+                default = default or source.crs
+                if shapely.intersects(footprint(source), extent.polygon_in(source.crs, default)):
+                    kept.append(ref)
+        except GeoclassifyError:
+            kept.append(ref)
+    return kept
+
+
+def classify_whole_images(
+    model: Model,
+    refs: Sequence[ImageRef],
+    cell_size: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ImageResult]:
+    """One chip per image, classified in batches of the model's batch size."""
+    spec = chip_spec(model)
+    results: list[ImageResult] = []
+    pending: list[tuple[ImageResult, np.ndarray, Preprocessor]] = []
+    preprocessors: dict[tuple[int, ...], Preprocessor] = {}
+
+    def flush() -> None:
+        if not pending:
+            return
+        with_data = [(r, chip, prep) for r, chip, prep in pending if r.coverage > 0]
+        # Images may select different bands (names resolve per image), so normalise each chip with its own.
+        if with_data:
+            stack = np.concatenate([prep(chip[None]) for _, chip, prep in with_data])
+            probs = model.predict(stack)
+            for (result, _, _), row in zip(with_data, probs, strict=True):
+                result.class_index = int(row.argmax())
+                result.confidence = float(row.max())
+        if progress is not None:
+            progress(len(pending))
+        pending.clear()
+
+    for ref in refs:
+        result = ImageResult(ref)
+        results.append(result)
+        try:
+            with open_image(ref, cell_size) as source:
+                bands = source.select_bands(model.definition.extract_bands)
+                if model.band_count is not None and len(bands) != model.band_count:
+                    raise GeoclassifyError(f"the model takes {model.band_count} bands; image {ref.image_id!r} has "
+                                           f"{len(bands)} and the EMD has no ExtractBands to choose from them")
+                prep = preprocessors.setdefault(bands, Preprocessor.for_model(model.definition, bands))
+                with warnings.catch_warnings(record=True):
+                    check_cell_size(model, source)
+                rows, cols = source.shape
+                window = whole_image_window(rows, cols, spec)
+                if window[2:] == (spec.height, spec.width):
+                    pixels, valid = source.read_window(*window)
+                else:
+                    pixels, valid = source.read_resampled(*window, (spec.height, spec.width))
+                result.coverage = float(valid.mean())
+                result.crs = source.crs
+                if source.crs is not None:
+                    result.footprint = footprint(source)
+        except GeoclassifyError as exc:
+            result.error = str(exc)
+            if progress is not None:
+                progress(1)
+            continue
+        pending.append((result, pixels, prep))
+        if len(pending) >= model.batch_size:
+            flush()
+    flush()
+    return results
+
+
+def footprint(source: RasterSource | GridSource) -> shapely.Geometry:
+    """The image's outline in its own CRS, as a polygon through its four corners."""
+    rows, cols = source.shape
+    forward = source.transform
+    return shapely.Polygon([forward * (0, 0), forward * (cols, 0), forward * (cols, rows), forward * (0, rows)])
+
+
+def to_crs(geometry: shapely.Geometry, source: CRS, target: CRS) -> shapely.Geometry:
+    """Reproject a footprint, densified along its edges so curved projections stay faithful."""
+    if source == target:
+        return geometry
+    dense = shapely.segmentize(geometry, max(geometry.length / 400, 1e-9))
+    return shapely.geometry.shape(transform_geom(source, target, shapely.geometry.mapping(dense)))
