@@ -6,9 +6,10 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from shapely import affinity
+
 from conftest import flat_package, run_classify, write_raster
 from reference import imagenet, reference_chips, softmax
-from shapely import affinity
 
 ORIGIN_X, ORIGIN_Y, RES = 500000.0, 4650000.0, 0.5
 

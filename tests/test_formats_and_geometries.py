@@ -7,6 +7,7 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
+
 from conftest import flat_package, leftovers, run_classify, write_raster
 from reference import imagenet, reference_chips, reference_envelope_chips, softmax
 

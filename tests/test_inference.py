@@ -6,14 +6,15 @@ import json
 
 import numpy as np
 import pytest
-from conftest import emd_for, write_dlpk
-from onnx_models import expected_scores, flat_linear_model, mean_linear_model
-from reference import imagenet, softmax
 
 from geoclassify.backends import to_probabilities
 from geoclassify.emd import parse_emd
 from geoclassify.model import load_model
 from geoclassify.preprocess import Preprocessor
+
+from conftest import emd_for, write_dlpk
+from onnx_models import expected_scores, flat_linear_model, mean_linear_model
+from reference import imagenet, softmax
 
 
 def test_probabilities_logits_and_auto():

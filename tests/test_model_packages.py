@@ -8,13 +8,14 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import emd_for, write_dlpk
-from onnx_models import mean_linear_model
 
 from geoclassify.emd import parse_emd
 from geoclassify.errors import ModelDefinitionError, ModelPackageError
 from geoclassify.model import load_model
 from geoclassify.package import open_package
+
+from conftest import emd_for, write_dlpk
+from onnx_models import mean_linear_model
 
 
 @pytest.fixture

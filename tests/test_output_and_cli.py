@@ -9,11 +9,12 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
-from conftest import flat_package, leftovers, run_cli, write_raster
 
 from geoclassify import classify_objects
 from geoclassify.cli import main
 from geoclassify.errors import OutputError
+
+from conftest import flat_package, leftovers, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 

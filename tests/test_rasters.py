@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from conftest import SHARED_DATA, emd_for, flat_package, run_classify, write_dlpk, write_raster
-from onnx_models import flat_linear_model
 from rasterio.windows import Window
-from reference import imagenet, reference_chips, softmax
 
 from geoclassify.errors import RasterError
 from geoclassify.raster import RasterSource
+
+from conftest import SHARED_DATA, emd_for, flat_package, run_classify, write_dlpk, write_raster
+from onnx_models import flat_linear_model
+from reference import imagenet, reference_chips, softmax
 
 X, Y = 500000.0, 4650000.0
 

@@ -8,9 +8,11 @@ import geopandas as gpd
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import run_classify, run_cli
+
 from geoclassify.sample import DATA_DIR, MODEL
 from geoclassify.sample.synthetic import make_scene, write_scene
+
+from conftest import run_classify, run_cli
 from reference import imagenet, reference_chips, softmax
 
 
@@ -46,8 +48,9 @@ def test_sample_command_then_classify(tmp_path):
 def test_fresh_scene_matches_the_reference_and_a_shifted_chip_would_not(fresh_scene, tmp_path):
     folder, scene = fresh_scene
     out = tmp_path / "labels.gpkg"
-    result = run_classify(folder / "ortho.tif", DATA_DIR / MODEL, folder / "houses.gpkg", out, "--argument",
-                          "batch_size=37")
+    result = run_classify(
+        folder / "ortho.tif", DATA_DIR / MODEL, folder / "houses.gpkg", out, "--argument", "batch_size=37"
+    )
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(out)
     truth = scene.houses["Truth"].to_numpy()

@@ -42,8 +42,14 @@ def open_mosaic(refs: Sequence[ImageRef], cell_size: float | None) -> RasterSour
         raise
 
 
-def classify_mosaic(model: Model, refs: Sequence[ImageRef], frame: gpd.GeoDataFrame, features_label: object,
-                    cell_size: float | None, advance: Advance | None) -> Predictions:
+def classify_mosaic(
+    model: Model,
+    refs: Sequence[ImageRef],
+    frame: gpd.GeoDataFrame,
+    features_label: object,
+    cell_size: float | None,
+    advance: Advance | None,
+) -> Predictions:
     with open_mosaic(refs, cell_size) as raster:
         geometries = geometries_in(frame, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
         return classify_geometries(model, raster, geometries, advance)
@@ -58,8 +64,14 @@ class ItemRows:
     predictions: Predictions
 
 
-def classify_items(model: Model, refs: Sequence[ImageRef], frame: gpd.GeoDataFrame, features_label: object,
-                   cell_size: float | None, advance: Advance | None) -> ItemRows:
+def classify_items(
+    model: Model,
+    refs: Sequence[ImageRef],
+    frame: gpd.GeoDataFrame,
+    features_label: object,
+    cell_size: float | None,
+    advance: Advance | None,
+) -> ItemRows:
     n = len(frame)
     parts: list[tuple[np.ndarray, int, Predictions]] = []
     covered = np.zeros(n, dtype=bool)

@@ -33,11 +33,15 @@ class Summary:
 
     def line(self) -> str:
         if self.unit == "images":
-            text = (f"{self.read} images read, {self.classified} classified, {self.errors} unreadable, "
-                    f"{self.outside} without valid pixels")
+            text = (
+                f"{self.read} images read, {self.classified} classified, {self.errors} unreadable, "
+                f"{self.outside} without valid pixels"
+            )
         else:
-            text = (f"{self.read} features read, {self.classified} classified, {self.outside} outside the raster "
-                    f"or on NoData only, {self.empty} with empty geometry")
+            text = (
+                f"{self.read} features read, {self.classified} classified, {self.outside} outside the raster "
+                f"or on NoData only, {self.empty} with empty geometry"
+            )
         if self.rows is not None:
             text += f", {self.rows} rows (one per feature and image that covers it)"
         if self.skipped:
@@ -47,8 +51,9 @@ class Summary:
 
 
 @contextmanager
-def progress_bar(total: int | None, enabled: bool, description: str = "classifying",
-                 unit: str = " features") -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    total: int | None, enabled: bool, description: str = "classifying", unit: str = " features"
+) -> Iterator[Callable[[int], None]]:
     """Yield an ``advance(n)`` callback; the bar appears only after a second (GEOCLASSIFY_PROGRESS_DELAY), so
     short runs stay quiet."""
     if not enabled:

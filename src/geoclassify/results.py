@@ -25,8 +25,13 @@ def describe(features: PathLike | gpd.GeoDataFrame) -> str:
     return "the features" if isinstance(features, gpd.GeoDataFrame) else repr(os.fspath(features))
 
 
-def check_fields(frame: gpd.GeoDataFrame | None, label_field: str, features: PathLike | gpd.GeoDataFrame | None,
-                 out: PathLike | None, extra: tuple[str, ...] = ()) -> None:
+def check_fields(
+    frame: gpd.GeoDataFrame | None,
+    label_field: str,
+    features: PathLike | gpd.GeoDataFrame | None,
+    out: PathLike | None,
+    extra: tuple[str, ...] = (),
+) -> None:
     """Refuse a label field that is empty, too long for a shapefile, or already in the input (case-blind)."""
     if not label_field or not label_field.strip():
         raise OutputError("the label field name is empty; give --label-field a name such as ClassLabel")
@@ -50,8 +55,9 @@ def check_fields(frame: gpd.GeoDataFrame | None, label_field: str, features: Pat
             )
 
 
-def geometries_in(frame: gpd.GeoDataFrame, crs: CRS | None, raster_label: str,
-                  features: PathLike | gpd.GeoDataFrame) -> np.ndarray:
+def geometries_in(
+    frame: gpd.GeoDataFrame, crs: CRS | None, raster_label: str, features: PathLike | gpd.GeoDataFrame
+) -> np.ndarray:
     """Copies of the frame's geometries in ``crs`` (the raster's); the frame itself keeps the originals."""
     if crs is None and frame.crs is None:
         return frame.geometry.to_numpy()
@@ -88,20 +94,27 @@ def geometries_in(frame: gpd.GeoDataFrame, crs: CRS | None, raster_label: str,
     )
 
 
-def result_columns(classes: tuple[ClassInfo, ...], class_index: np.ndarray, confidence: np.ndarray,
-                   coverage: np.ndarray, label_field: str) -> pd.DataFrame:
+def result_columns(
+    classes: tuple[ClassInfo, ...],
+    class_index: np.ndarray,
+    confidence: np.ndarray,
+    coverage: np.ndarray,
+    label_field: str,
+) -> pd.DataFrame:
     """Label, ClassValue, Confidence and Coverage for class indexes (-1: not classified)."""
     names = np.array([c.name for c in classes] + [None], dtype=object)
     values = np.array([c.value for c in classes] + [0], dtype=np.int64)
     classified = class_index >= 0
     class_values = pd.array(values[class_index], dtype="Int64")
     class_values[~classified] = pd.NA
-    return pd.DataFrame({
-        label_field: pd.array(names[class_index], dtype="string"),
-        "ClassValue": class_values,
-        "Confidence": np.where(classified, confidence, np.nan),
-        "Coverage": coverage,
-    })
+    return pd.DataFrame(
+        {
+            label_field: pd.array(names[class_index], dtype="string"),
+            "ClassValue": class_values,
+            "Confidence": np.where(classified, confidence, np.nan),
+            "Coverage": coverage,
+        }
+    )
 
 
 def geometry_last(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

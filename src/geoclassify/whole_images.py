@@ -107,8 +107,10 @@ def classify_whole_images(
             with open_image(ref, cell_size) as source:
                 bands = source.select_bands(model.definition.extract_bands)
                 if model.band_count is not None and len(bands) != model.band_count:
-                    raise GeoclassifyError(f"the model takes {model.band_count} bands; image {ref.image_id!r} has "
-                                           f"{len(bands)} and the EMD has no ExtractBands to choose from them")
+                    raise GeoclassifyError(
+                        f"the model takes {model.band_count} bands; image {ref.image_id!r} has "
+                        f"{len(bands)} and the EMD has no ExtractBands to choose from them"
+                    )
                 prep = preprocessors.setdefault(bands, Preprocessor.for_model(model.definition, bands))
                 with warnings.catch_warnings(record=True):
                     check_cell_size(model, source)
