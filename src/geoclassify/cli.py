@@ -18,7 +18,7 @@ import click
 from . import __version__
 from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model, sample_paths
 from .arguments import split_assignments
-from .errors import GeoclassifyError
+from .errors import GeoclassifyError, GeoclassifyWarning
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -199,7 +199,9 @@ def _format_inspect(info: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command and turn every expected failure into one line and an exit code."""
     warnings.showwarning = _show_warning
-    warnings.simplefilter("default")
+    # Users see geoclassify's own warnings, once each; libraries' deprecation notes are for developers.
+    warnings.simplefilter("ignore")
+    warnings.simplefilter("default", GeoclassifyWarning)
     try:
         cli.main(args=argv, prog_name="geoclassify", standalone_mode=False)
     except GeoclassifyError as exc:

@@ -143,8 +143,8 @@ class GridSource:
         if not same_crs and source.crs is not None:
             bounds = transform_bounds(source.crs, grid.crs, *bounds, densify_pts=21)
         inverse = ~grid.transform
-        c0, r0 = inverse * (bounds[0], bounds[3])
-        c1, r1 = inverse * (bounds[2], bounds[1])
+        c0, r0 = inverse @ (bounds[0], bounds[3])
+        c1, r1 = inverse @ (bounds[2], bounds[1])
         return vrt, (0, 0), (math.floor(c0) - 1, math.floor(r0) - 1, math.ceil(c1) + 1, math.ceil(r1) + 1), True
 
     def __enter__(self) -> GridSource:

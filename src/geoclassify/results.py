@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj import Transformer
 from pyproj.exceptions import CRSError
 from rasterio.crs import CRS
 
 from .emd import ClassInfo
-from .errors import CRSMismatchError, OutputError
+from .errors import CRSMismatchError, GeoclassifyWarning, OutputError
 
 #: Fields added to every output row, besides the label field.
 RESULT_FIELDS = ("ClassValue", "Confidence", "Coverage")
@@ -79,19 +81,48 @@ def geometries_in(
         if min(minx, miny) < -360 or max(maxx, maxy) > 360:
             problem = f"its coordinates ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g}) are not degrees"
     if not problem:
-        with np.errstate(all="ignore"):
-            try:
-                moved = frame.geometry.to_crs(crs.to_wkt()).to_numpy()
-            except (CRSError, ValueError, shapely.errors.GEOSException) as exc:
-                moved, problem = None, str(exc)
-        if moved is not None and not np.isfinite(shapely.get_coordinates(moved)).all():
-            problem = "some coordinates fall outside the area where the two systems convert"
-        if not problem:
+        try:
+            moved, lost = _transform(frame.geometry.to_numpy(), frame.crs, crs)
+        except (CRSError, ValueError) as exc:
+            moved, lost, problem = None, 0, str(exc)
+        placed = ~(shapely.is_missing(frame.geometry.to_numpy()) | shapely.is_empty(frame.geometry.to_numpy()))
+        if moved is not None and lost and lost == placed.sum():
+            problem = "no feature can be expressed in the raster's CRS"
+        elif moved is not None:
+            if lost:
+                warnings.warn(
+                    f"{lost} feature(s) of {describe(features)} lie too far from raster {raster_label!r} to be "
+                    f"expressed in its CRS ({crs.to_string()}); they count as outside the raster",
+                    GeoclassifyWarning,
+                    stacklevel=3,
+                )
             return moved
     raise CRSMismatchError(
         f"cannot reproject {describe(features)} from {frame.crs.to_string()} to the CRS of raster {raster_label!r} "
         f"({crs.to_string()}): {problem}. Check the layer's CRS (a GeoJSON without one is read as WGS 84)."
     )
+
+
+#: Stands for a feature that cannot be expressed in the raster's CRS: it lies outside any raster there.
+NOWHERE = shapely.Point(float("nan"), float("nan"))
+
+
+def _transform(geometries: np.ndarray, source: CRS, target: CRS) -> tuple[np.ndarray, int]:
+    """Reproject coordinates with PROJ, feature by feature fault-tolerant: a feature with any coordinate PROJ
+    cannot convert (too far outside the target projection's area) becomes :data:`NOWHERE`."""
+    transformer = Transformer.from_crs(source, target, always_xy=True)
+    geometries = shapely.force_2d(np.asarray(geometries, dtype=object))  # chips need only x and y
+    coords, index = shapely.get_coordinates(geometries, return_index=True)
+    with np.errstate(all="ignore"):
+        x, y = transformer.transform(coords[:, 0], coords[:, 1], errcheck=False)
+    good = np.isfinite(x) & np.isfinite(y)
+    bad = np.unique(index[~good])
+    result = geometries.copy()
+    result[bad] = None
+    keep = ~np.isin(index, bad)
+    result = shapely.set_coordinates(result, np.column_stack([x[keep], y[keep]]))
+    result[bad] = NOWHERE
+    return result, len(bad)
 
 
 def result_columns(

@@ -140,7 +140,7 @@ def footprint(source: RasterSource | GridSource) -> shapely.Geometry:
     """The image's outline in its own CRS, as a polygon through its four corners."""
     rows, cols = source.shape
     forward = source.transform
-    return shapely.Polygon([forward * (0, 0), forward * (cols, 0), forward * (cols, rows), forward * (0, rows)])
+    return shapely.Polygon([forward @ (0, 0), forward @ (cols, 0), forward @ (cols, rows), forward @ (0, rows)])
 
 
 def to_crs(geometry: shapely.Geometry, source: CRS, target: CRS) -> shapely.Geometry:
