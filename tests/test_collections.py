@@ -180,3 +180,16 @@ def test_crowns_in_items_and_mosaic_mode(tmp_path):
     np.testing.assert_allclose(
         mosaic.loc[first, "Confidence"], singles[TILES[0].name].loc[first, "Confidence"], atol=1e-6
     )
+
+
+def test_extent_picks_the_images_it_meets(tmp_path):
+    package, _, _ = flat_package(tmp_path, size=32)
+    with rasterio.open(TILES[0]) as src:
+        left, bottom, right, top = src.bounds
+    inside = [str(left + 5), str(bottom + 5), str(left + 10), str(bottom + 10)]
+    out = tmp_path / "one.gpkg"
+    result = run_cli_images(NEON, package, out, "--extent", *inside)
+    assert result.returncode == 0, result.stderr
+    got = gpd.read_file(out)
+    assert list(got["ImageID"]) == [str(NEON / TILES[0].name)]
+    assert "1 images read" in result.stderr and "1 outside the extent left out" in result.stderr
