@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 
 import geopandas as gpd
 import numpy as np
@@ -112,8 +113,12 @@ def test_a_mix_of_georeferenced_and_plain_images(tmp_path):
 
 def test_image_inputs_list_glob_stac_and_repeated(tmp_path):
     package, _, _ = flat_package(tmp_path, size=32)
+    archive = tmp_path / "crops.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(CROPS[1], "inside/tree.png")
+    vsi = f"/vsizip/{archive}/inside/tree.png"  # a GDAL URI, passed to GDAL as it is
     listing = tmp_path / "images.txt"
-    listing.write_text(f"# crops\n{CROPS[0]}\n\n{CROPS[2]}\n")
+    listing.write_text(f"# crops\n{CROPS[0]}\n\n{vsi}\n{CROPS[2]}\n")
     stac = tmp_path / "items.json"
     items = [
         {
@@ -125,7 +130,7 @@ def test_image_inputs_list_glob_stac_and_repeated(tmp_path):
     ]
     stac.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     cases = {
-        "list": ([listing], [str(CROPS[0]), str(CROPS[2])]),
+        "list": ([listing], [str(CROPS[0]), vsi, str(CROPS[2])]),
         "glob": ([str(NEON / "crops" / "*TSCA*.png")], [str(CROPS[2])]),
         "stac": ([stac, "--asset", "visual"], [str(CROPS[0]), str(CROPS[1])]),
         "repeated": ([CROPS[1], "--image", CROPS[0]], [str(CROPS[1]), str(CROPS[0])]),

@@ -56,11 +56,6 @@ class RasterSource:
         return crs if crs else None
 
     @property
-    def georeferenced(self) -> bool:
-        """Placed on Earth: it has a CRS (a bare world file gives a transform but no place)."""
-        return self.crs is not None
-
-    @property
     def transform(self) -> Affine:
         return self.dataset.transform
 
@@ -118,9 +113,6 @@ class RasterSource:
         return read_clamped(
             self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.path, out_shape
         )
-
-    def footprint_bounds(self) -> tuple[float, float, float, float]:
-        return tuple(self.dataset.bounds)  # type: ignore[return-value]
 
 
 def read_clamped(

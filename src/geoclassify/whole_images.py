@@ -7,7 +7,6 @@ needs, becomes a row with an ``Error`` text; the run goes on.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -112,7 +111,7 @@ def classify_whole_images(
                         f"{len(bands)} and the EMD has no ExtractBands to choose from them"
                     )
                 prep = preprocessors.setdefault(bands, Preprocessor.for_model(model.definition, bands))
-                with warnings.catch_warnings(record=True):
+                if not results[:-1]:  # one cell-size warning for the run, from the first image
                     check_cell_size(model, source)
                 rows, cols = source.shape
                 window = whole_image_window(rows, cols, spec)
