@@ -96,20 +96,29 @@ def classify_items(
             covered[hits] = True
             parts.append((hits, position, predictions))
     lonely = np.flatnonzero(~covered)
-    feature = np.concatenate([hits for hits, _, _ in parts] + [lonely]).astype(np.int64)
-    item = np.concatenate([np.full(len(hits), pos) for hits, pos, _ in parts] + [np.full(len(lonely), -1)])
-    fields = {}
-    for name in ("class_index", "confidence", "coverage", "empty", "outside"):
-        pieces = [getattr(p, name) for _, _, p in parts]
-        filler = {"class_index": -1, "confidence": np.nan, "coverage": 0.0, "empty": False, "outside": True}[name]
-        tail = np.full(len(lonely), filler)
-        if name == "empty":
-            tail = empty[lonely]
-        elif name == "outside":
-            tail = ~empty[lonely]
-        fields[name] = np.concatenate([*pieces, tail]) if pieces else tail
+    # A feature no image covers keeps one row: empty label, outside (or empty geometry), no ItemID.
+    parts.append(
+        (
+            lonely,
+            -1,
+            Predictions(
+                class_index=np.full(len(lonely), -1),
+                confidence=np.full(len(lonely), np.nan),
+                coverage=np.zeros(len(lonely)),
+                empty=empty[lonely],
+                outside=~empty[lonely],
+            ),
+        )
+    )
+    feature = np.concatenate([hits for hits, _, _ in parts]).astype(np.int64)
+    item = np.concatenate([np.full(len(hits), position) for hits, position, _ in parts])
     order = np.lexsort((item, feature))
-    predictions = Predictions(**{k: v[order] for k, v in fields.items()})
+    predictions = Predictions(
+        **{
+            name: np.concatenate([getattr(p, name) for _, _, p in parts])[order]
+            for name in ("class_index", "confidence", "coverage", "empty", "outside")
+        }
+    )
     if advance is not None:
         advance(len(lonely))
     return ItemRows(feature[order], item[order], predictions)
