@@ -39,9 +39,10 @@ class ChipSpec:
 
 @dataclass(frozen=True)
 class Chip:
-    """One cut chip: pixels at the model's size, and the share of its window that held valid data."""
+    """One cut chip: pixels and validity at the model's size, and the share of its window that held valid data."""
 
     pixels: np.ndarray
+    valid: np.ndarray
     coverage: float
 
 
@@ -99,12 +100,13 @@ def cut_chip(
     coverage = float(valid.mean()) if valid.size else 0.0
     if (height, width) != (spec.height, spec.width):
         pixels = resize_bilinear(pixels, spec.height, spec.width)
+        valid = resize_nearest(valid, spec.height, spec.width)
     if spec.blacken and polygon is not None:
         inside = centres_inside(
             polygon, row_off, col_off, height / spec.height, width / spec.width, spec.height, spec.width
         )
         pixels = np.where(inside[None, :, :], pixels, np.float32(0))
-    return Chip(np.ascontiguousarray(pixels, dtype=np.float32), coverage)
+    return Chip(np.ascontiguousarray(pixels, dtype=np.float32), valid, coverage)
 
 
 def centres_inside(
@@ -133,6 +135,13 @@ def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = _interpolation_matrix(pixels.shape[1], height)
     cols = _interpolation_matrix(pixels.shape[2], width)
     return np.einsum("ih,bhw,jw->bij", rows, pixels.astype(np.float32), cols, optimize=True).astype(np.float32)
+
+
+def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a (h, w) mask by sampling at the output pixel centres."""
+    rows = np.minimum(((np.arange(height) + 0.5) * mask.shape[0] / height).astype(np.int64), mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * mask.shape[1] / width).astype(np.int64), mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]
 
 
 def _interpolation_matrix(source: int, target: int) -> np.ndarray:

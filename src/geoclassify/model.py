@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from .arguments import ArgumentSpec, resolve_arguments
-from .backends import Backend, create_backend, to_probabilities
+from .backends import Backend, ChipBackend, create_backend, to_probabilities
 from .emd import ModelDefinition
 from .errors import InferenceError, ModelMismatchError
 from .package import ModelPackage, open_package
+from .preprocess import Preprocessor
 from .tta import transforms
 
 #: Batch size when neither the EMD's BatchSize nor a batch_size argument gives one.
@@ -26,29 +27,57 @@ DEFAULT_BATCH_SIZE = 16
 
 @dataclass
 class Model:
-    """What the pipeline needs from a model: chip geometry, bands, and chips-to-probabilities."""
+    """What the pipeline needs from a model: chip geometry, bands, and chips to class index and confidence.
+
+    ``definition`` is the EMD as the run uses it: a Python inference function may override chip size, bands,
+    crop mode, blackening and batch size through ``getConfiguration``, as in ArcGIS.
+    """
 
     package: ModelPackage
-    backend: Backend
+    backend: Backend | ChipBackend
     arguments: dict[str, Any]
     specs: list[ArgumentSpec] = field(repr=False)
     chip_height: int = 0
     chip_width: int = 0
+    definition: ModelDefinition = field(default=None, repr=False)  # type: ignore[assignment]
+    _preprocessors: dict[tuple[int, ...], Preprocessor] = field(default_factory=dict, repr=False)
 
-    @property
-    def definition(self) -> ModelDefinition:
-        return self.package.definition
+    def __post_init__(self) -> None:
+        if self.definition is None:
+            self.definition = self.package.definition
 
     @property
     def batch_size(self) -> int:
-        return int(self.arguments.get("batch_size") or DEFAULT_BATCH_SIZE)
+        return int(self.arguments.get("batch_size") or self.definition.batch_size or DEFAULT_BATCH_SIZE)
 
     @property
     def band_count(self) -> int | None:
         """Chip channels: ExtractBands' length, else what the model's input declares."""
         if self.definition.extract_bands is not None:
             return len(self.definition.extract_bands)
-        return self.backend.input_shape[1]
+        shape = getattr(self.backend, "input_shape", None)
+        return shape[1] if shape else None
+
+    def prepare(self, band_indexes: tuple[int, ...]) -> None:
+        """Check, before any pixel is read, that chips of these raster bands can be fed to the model."""
+        if not isinstance(self.backend, ChipBackend) and band_indexes not in self._preprocessors:
+            self._preprocessors[band_indexes] = Preprocessor.for_model(self.definition, band_indexes)
+
+    def classify(
+        self, chips: np.ndarray, valid: np.ndarray, band_indexes: tuple[int, ...], ids: Sequence[object] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Class index (position in Classes) and confidence for raw chips (bands from ``band_indexes``, invalid
+        pixels 0); ``ids`` name the chips in error messages."""
+        try:
+            if isinstance(self.backend, ChipBackend):
+                return self.backend.classify_chips(chips, valid, self.batch_size)
+            self.prepare(band_indexes)
+            probs = self.predict(self._preprocessors[band_indexes](chips))
+            return probs.argmax(axis=1), probs.max(axis=1)
+        except InferenceError as exc:
+            if not ids:
+                raise
+            raise InferenceError(f"{exc}\nThe batch held {describe_ids(ids)}.") from None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (batch, classes) for a stack of *normalised* chips, with TTA when asked."""
@@ -63,7 +92,7 @@ class Model:
         parts = []
         step = self.batch_size
         for start in range(0, len(batch), step):
-            scores = self.backend.predict(batch[start : start + step])
+            scores = self.backend.predict(batch[start : start + step])  # type: ignore[union-attr]
             self._check_classes(scores.shape[1])
             parts.append(to_probabilities(scores, self.definition.model_output))
         return np.concatenate(parts) if parts else np.zeros((0, len(self.definition.classes)))
@@ -75,6 +104,13 @@ class Model:
                 f"{self.package.source}: the model returns {count} scores per chip but the EMD lists "
                 f"{expected} Classes; the class list must match the model's outputs, in order"
             )
+
+
+def describe_ids(ids: Sequence[object], limit: int = 20) -> str:
+    """``features 3, 4, 9`` (at most ``limit`` named)."""
+    shown = ", ".join(str(i) for i in list(ids)[:limit])
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return f"{shown}{more}"
 
 
 def load_model(

@@ -17,7 +17,6 @@ import shapely
 from .chips import ChipSpec, cut_chip, pixel_geometries, plan_windows
 from .errors import BlackenIgnoredWarning, CellSizeWarning, ModelMismatchError
 from .model import Model
-from .preprocess import Preprocessor
 from .raster import RasterSource
 
 #: Rows of the raster grouped together when ordering features for locality.
@@ -90,7 +89,7 @@ def classify_geometries(
             f"{model.package.source}: the model takes {model.band_count} bands but raster {raster.path!r} "
             f"has {len(band_indexes)} and the EMD has no ExtractBands to choose from them; add ExtractBands"
         )
-    preprocess = Preprocessor.for_model(definition, band_indexes)
+    model.prepare(band_indexes)
     spec = chip_spec(model)
     check_cell_size(model, raster)
 
@@ -130,14 +129,19 @@ def classify_geometries(
             polygon = geoms[i] if polygonal[i] else None
             chip = cut_chip(raster.read_window, windows[i], spec, polygon)
             coverage[todo[i]] = chip.coverage
-            chips.append(chip.pixels)
+            chips.append(chip)
         with_data = np.array([coverage[todo[i]] > 0 for i in batch])
         if with_data.any():
-            stack = np.stack([c for c, keep in zip(chips, with_data, strict=True) if keep])
-            probs = model.predict(preprocess(stack))
+            kept = [chips[k] for k in np.flatnonzero(with_data)]
             targets = todo[batch[with_data]]
-            class_index[targets] = probs.argmax(axis=1)
-            confidence[targets] = probs.max(axis=1)
+            labels, scores = model.classify(
+                np.stack([c.pixels for c in kept]),
+                np.stack([c.valid for c in kept]),
+                band_indexes,
+                ids=[f"feature {t}" for t in targets],
+            )
+            class_index[targets] = labels
+            confidence[targets] = scores
         if progress is not None:
             progress(len(batch))
     return Predictions(class_index, confidence, coverage, empty, outside)

@@ -22,7 +22,6 @@ from .images import ImageRef
 from .model import Model
 from .mosaic import GridSource, mosaic_grid
 from .pipeline import check_cell_size, chip_spec
-from .preprocess import Preprocessor
 from .raster import RasterSource
 
 
@@ -81,20 +80,23 @@ def classify_whole_images(
     """One chip per image, classified in batches of the model's batch size."""
     spec = chip_spec(model)
     results: list[ImageResult] = []
-    pending: list[tuple[ImageResult, np.ndarray, Preprocessor]] = []
-    preprocessors: dict[tuple[int, ...], Preprocessor] = {}
+    pending: list[tuple[ImageResult, np.ndarray, np.ndarray, tuple[int, ...]]] = []
 
     def flush() -> None:
-        if not pending:
-            return
-        with_data = [(r, chip, prep) for r, chip, prep in pending if r.coverage > 0]
-        # Images may select different bands (names resolve per image), so normalise each chip with its own.
-        if with_data:
-            stack = np.concatenate([prep(chip[None]) for _, chip, prep in with_data])
-            probs = model.predict(stack)
-            for (result, _, _), row in zip(with_data, probs, strict=True):
-                result.class_index = int(row.argmax())
-                result.confidence = float(row.max())
+        # Images may resolve ExtractBands to different bands (names), so each group is classified on its own.
+        for bands in {item[3] for item in pending}:
+            group = [item for item in pending if item[3] == bands and item[0].coverage > 0]
+            if not group:
+                continue
+            labels, scores = model.classify(
+                np.stack([g[1] for g in group]),
+                np.stack([g[2] for g in group]),
+                bands,
+                ids=[f"image {g[0].ref.image_id!r}" for g in group],
+            )
+            for (result, *_), label, score in zip(group, labels, scores, strict=True):
+                result.class_index = int(label)
+                result.confidence = float(score)
         if progress is not None:
             progress(len(pending))
         pending.clear()
@@ -110,7 +112,7 @@ def classify_whole_images(
                         f"the model takes {model.band_count} bands; image {ref.image_id!r} has "
                         f"{len(bands)} and the EMD has no ExtractBands to choose from them"
                     )
-                prep = preprocessors.setdefault(bands, Preprocessor.for_model(model.definition, bands))
+                model.prepare(bands)
                 if not results[:-1]:  # one cell-size warning for the run, from the first image
                     check_cell_size(model, source)
                 rows, cols = source.shape
@@ -128,7 +130,7 @@ def classify_whole_images(
             if progress is not None:
                 progress(1)
             continue
-        pending.append((result, pixels, prep))
+        pending.append((result, pixels, valid, bands))
         if len(pending) >= model.batch_size:
             flush()
     flush()

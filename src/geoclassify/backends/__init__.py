@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..errors import UnsupportedModelError
 from ..package import ModelPackage
-from .base import Backend, to_probabilities
+from .base import Backend, ChipBackend, to_probabilities
 from .onnx import OnnxBackend
 
-__all__ = ["SUPPORTED_FRAMEWORKS", "Backend", "OnnxBackend", "create_backend", "to_probabilities"]
+__all__ = ["SUPPORTED_FRAMEWORKS", "Backend", "ChipBackend", "OnnxBackend", "create_backend", "to_probabilities"]
 
 #: Frameworks this version runs, as written in the EMD's ``Framework`` key (any case).
 SUPPORTED_FRAMEWORKS = ("ONNX",)

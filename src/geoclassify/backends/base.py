@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +27,22 @@ class Backend(Protocol):
     def describe(self) -> dict[str, object]:
         """Runtime facts for ``inspect`` (file, runtime version, input and output names and shapes)."""
         ...
+
+
+@runtime_checkable
+class ChipBackend(Protocol):
+    """A model that takes raw chips and answers with classes itself (an Esri Python inference function).
+
+    It normalises as it likes, so geoclassify hands it the pixels as read (invalid pixels 0) and their masks.
+    """
+
+    framework: str
+
+    def classify_chips(self, chips: np.ndarray, valid: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Class index (position in Classes) and confidence per chip."""
+        ...
+
+    def describe(self) -> dict[str, object]: ...
 
 
 def to_probabilities(scores: np.ndarray, model_output: str | None) -> np.ndarray:
