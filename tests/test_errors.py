@@ -97,10 +97,14 @@ def test_input_size_and_class_count_disagree_with_emd(data, tmp_path):
 
 
 def test_unsupported_frameworks_are_named(data, tmp_path):
-    torch_pkg = package(tmp_path, data, name="torch", Framework="PyTorch", model_file="model.pth")
-    assert_fails(classify(data, tmp_path, torch_pkg), tmp_path, "'PyTorch'", "runs: ONNX")
-    prf = package(tmp_path, data, name="prf", InferenceFunction="ArcGISObjectClassifier.py")
-    assert_fails(classify(data, tmp_path, prf), tmp_path, "Python inference function", "ArcGISObjectClassifier.py")
+    cntk = package(tmp_path, data, name="cntk", Framework="CNTK", model_file="model.onnx")
+    assert_fails(
+        classify(data, tmp_path, cntk),
+        tmp_path,
+        "Framework 'CNTK'",
+        "runs: ONNX, PyTorch (TorchScript)",
+        "Export the model to ONNX",
+    )
 
 
 def test_unreadable_or_missing_inputs(data, tmp_path):

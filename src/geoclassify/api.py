@@ -51,6 +51,7 @@ def classify_objects(
     extent_crs: str | CRS | None = None,
     cell_size: float | None = None,
     out_crs: str | CRS | None = None,
+    trust_code: bool = False,
 ) -> pd.DataFrame | Summary:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
@@ -73,7 +74,7 @@ def classify_objects(
     if features is not None:
         frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
     check_fields(frame, label_field, features, out, extra=_extra_fields(frame, mode))
-    loaded = model if isinstance(model, Model) else load_model(model, arguments)
+    loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
     if frame is None:
         rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
@@ -224,9 +225,11 @@ def _classify_images(
     return gpd.GeoDataFrame(table, geometry=gpd.GeoSeries(geometry, crs=crs.to_wkt()), crs=crs.to_wkt()), summary
 
 
-def inspect_model(model: PathLike | Model, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def inspect_model(
+    model: PathLike | Model, arguments: Mapping[str, Any] | None = None, trust_code: bool = False
+) -> dict[str, Any]:
     """What a model is and how it will be run, as plain data (the CLI's ``inspect --json``)."""
-    loaded = model if isinstance(model, Model) else load_model(model, arguments)
+    loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     definition = loaded.definition
     spec = chip_spec(loaded)
     stats = definition.normalization
@@ -258,6 +261,7 @@ def inspect_model(model: PathLike | Model, arguments: Mapping[str, Any] | None =
         "blacken_around_feature": spec.blacken,
         "image_space": definition.image_space_used,
         "model_output": definition.model_output or "auto (probabilities if rows sum to 1, else logits)",
+        "inference_function": definition.inference_function,
         "data_range": list(definition.data_range) if definition.data_range else None,
         "normalisation": normalisation,
         "cell_size_range": {

@@ -85,6 +85,7 @@ def cli() -> None:
 @click.option("--extent-crs", metavar="CRS", help="CRS of --extent (default: the raster's).")
 @click.option("--cell-size", type=float, metavar="SIZE", help="Cut chips at this cell size (raster CRS units).")
 @click.option("--out-crs", metavar="CRS", help="Coordinate system of the output (e.g. EPSG:4326).")
+@click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def classify(
@@ -103,6 +104,7 @@ def classify(
     extent_crs: str | None,
     cell_size: float | None,
     out_crs: str | None,
+    trust_code: bool,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -125,6 +127,7 @@ def classify(
         extent_crs=extent_crs,
         cell_size=cell_size,
         out_crs=out_crs,
+        trust_code=trust_code,
     )
     click.echo(f"geoclassify: {summary.line()}", err=True)
 
@@ -133,9 +136,10 @@ def classify(
 @click.argument("model")
 @click.option("--argument", "arguments", multiple=True, metavar="NAME=VALUE", help="Show the model with this argument.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def inspect(model: str, arguments: tuple[str, ...], as_json: bool) -> None:
+@click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
+def inspect(model: str, arguments: tuple[str, ...], as_json: bool, trust_code: bool) -> None:
     """Show what a model is: framework, chip size, bands, crop mode, classes, normalisation, arguments."""
-    info = inspect_model(model, split_assignments(arguments))
+    info = inspect_model(model, split_assignments(arguments), trust_code=trust_code)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -166,6 +170,11 @@ def _format_inspect(info: dict[str, Any]) -> str:
         f"Model        {info['model_name'] or '(unnamed)'}  [{info['source']}]",
         f"Framework    {info['framework']} ({runtime.get('runtime')})",
         f"Type         {info['model_type']}",
+        *(
+            [f"Function     {info['inference_function']} (Esri Python inference function)"]
+            if info.get("inference_function")
+            else []
+        ),
         f"Chip         {chip['width']} x {chip['height']} pixels (width x height), "
         + (
             "fixed size around each feature (CropSizeFixed 1)"

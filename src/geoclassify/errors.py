@@ -28,6 +28,14 @@ class ModelMismatchError(ModelPackageError):
     """The model file disagrees with its EMD (input size, band count, class count)."""
 
 
+class UntrustedCodeError(ModelPackageError):
+    """The package runs Python code and the user has not said they trust it."""
+
+
+class MissingExtraError(GeoclassifyError, ImportError):
+    """An optional dependency (an extra such as ``geoclassify[torch]``) is not installed."""
+
+
 class ModelArgumentError(GeoclassifyError, ValueError):
     """An unknown model argument or a value that cannot be parsed."""
 

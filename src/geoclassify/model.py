@@ -15,7 +15,7 @@ import numpy as np
 
 from .arguments import ArgumentSpec, resolve_arguments
 from .backends import Backend, ChipBackend, create_backend, to_probabilities
-from .emd import ModelDefinition
+from .emd import ModelDefinition, parse_emd
 from .errors import InferenceError, ModelMismatchError
 from .package import ModelPackage, open_package
 from .preprocess import Preprocessor
@@ -117,11 +117,26 @@ def load_model(
     model: str | os.PathLike[str] | ModelPackage,
     arguments: Mapping[str, Any] | None = None,
     threads: int | None = None,
+    trust_code: bool = False,
 ) -> Model:
-    """Open a model package, load its runtime, and check that model and EMD agree."""
+    """Open a model package, load its runtime, and check that model and EMD agree.
+
+    A package with a Python inference function runs its code, so it is refused unless ``trust_code``.
+    """
     package = model if isinstance(model, ModelPackage) else open_package(model)
+    backend = create_backend(package, threads=threads, trust_code=trust_code)
+    if isinstance(backend, ChipBackend):
+        specs = backend.argument_specs()
+        values = resolve_arguments(specs, arguments)
+        overrides = backend.configure(values)
+        definition = parse_emd({**package.definition.raw, **overrides}, package.source)
+        if definition.image_height is None or definition.image_width is None:
+            raise ModelMismatchError(
+                f"{package.source}: no chip size: neither the EMD (ImageHeight/ImageWidth) nor the inference "
+                "function's getConfiguration (ty/tx) gives one"
+            )
+        return Model(package, backend, values, specs, definition.image_height, definition.image_width, definition)
     definition = package.definition
-    backend = create_backend(package, threads=threads)
     height, width = _chip_size(package, backend)
     _check_bands(package, backend)
     if backend.output_classes is not None and backend.output_classes != len(definition.classes):

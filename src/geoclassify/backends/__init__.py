@@ -2,38 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import UnsupportedModelError
 from ..package import ModelPackage
 from .base import Backend, ChipBackend, to_probabilities
+from .dialects import refuse_dialect
 from .onnx import OnnxBackend
 
 __all__ = ["SUPPORTED_FRAMEWORKS", "Backend", "ChipBackend", "OnnxBackend", "create_backend", "to_probabilities"]
 
-#: Frameworks this version runs, as written in the EMD's ``Framework`` key (any case).
-SUPPORTED_FRAMEWORKS = ("ONNX",)
+#: What this version runs, as written in the EMD's ``Framework`` key (any case), plus Python inference functions.
+SUPPORTED_FRAMEWORKS = ("ONNX", "PyTorch (TorchScript)")
 
 
-def create_backend(package: ModelPackage, threads: int | None = None) -> Backend:
-    """Load the model file with the runtime its EMD names."""
+def create_backend(
+    package: ModelPackage, threads: int | None = None, trust_code: bool = False
+) -> Backend | ChipBackend:
+    """Load the model with the runtime its EMD names: ONNX Runtime, TorchScript, or a Python inference function."""
     definition = package.definition
-    framework = definition.framework
-    if framework is None and str(definition.model_file or "").lower().endswith(".onnx"):
-        framework = "ONNX"
-    supported = ", ".join(SUPPORTED_FRAMEWORKS)
     if definition.inference_function:
-        raise UnsupportedModelError(
-            f"{package.source}: the model runs a Python inference function ({definition.inference_function}), "
-            f"which this version cannot host; it runs these frameworks: {supported}. "
-            'Export the model to ONNX and set "Framework": "ONNX".'
-        )
-    if framework is None:
+        from .prf import PythonFunctionBackend
+
+        return PythonFunctionBackend(package, trust_code=trust_code)
+    framework = (definition.framework or "").strip()
+    model_file = str(definition.model_file or "")
+    if not framework and model_file.lower().endswith(".onnx"):
+        framework = "ONNX"
+    if framework.upper() == "ONNX":
+        return OnnxBackend(package.resolve("ModelFile"), threads=threads)
+    refuse_dialect(package)
+    if framework.lower() == "pytorch":
+        from .torchscript import TorchScriptBackend
+
+        return TorchScriptBackend(package.resolve("ModelFile"), threads=threads, source=package.source)
+    supported = ", ".join(SUPPORTED_FRAMEWORKS)
+    if not framework:
         raise UnsupportedModelError(
             f'{package.source}: the EMD has no Framework key; set "Framework": "ONNX" for an ONNX model '
-            f"(this version runs: {supported})"
+            f"(this version runs: {supported}, and Python inference functions)"
         )
-    if framework.strip().upper() == "ONNX":
-        return OnnxBackend(package.resolve("ModelFile"), threads=threads)
+    suffix = Path(model_file).suffix or "(none)"
     raise UnsupportedModelError(
-        f"{package.source}: Framework {framework!r} is not supported by this version, which runs: {supported}. "
-        'Export the model to ONNX (e.g. torch.onnx.export) and set "Framework": "ONNX".'
+        f"{package.source}: Framework {framework!r} (model file type {suffix}) is not supported by this version, "
+        f"which runs: {supported}, and Python inference functions. Export the model to ONNX (e.g. torch.onnx.export, "
+        'tf2onnx) and set "Framework": "ONNX".'
     )

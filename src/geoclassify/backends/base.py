@@ -38,6 +38,14 @@ class ChipBackend(Protocol):
 
     framework: str
 
+    def argument_specs(self) -> list[ArgumentSpec]:
+        """The function's own arguments (its ``getParameterInfo`` without rasters, model and device)."""
+        ...
+
+    def configure(self, arguments: dict[str, object]) -> dict[str, object]:
+        """Call ``getConfiguration`` with the arguments; return the EMD keys it overrides (ImageWidth, ...)."""
+        ...
+
     def classify_chips(self, chips: np.ndarray, valid: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Class index (position in Classes) and confidence per chip."""
         ...
