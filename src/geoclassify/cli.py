@@ -19,6 +19,7 @@ from . import __version__
 from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model, sample_paths
 from .arguments import split_assignments
 from .errors import GeoclassifyError, GeoclassifyWarning
+from .packaging import build_package, class_list
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -161,6 +162,94 @@ def sample(folder: str) -> None:
         f"  geoclassify classify --image {copied['image']} --features {copied['features']} \\\n"
         f"      --model {copied['model']} --out {os.fspath(target / 'houses-classified.gpkg')}"
     )
+
+
+@cli.command()
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .dlpk to write.")
+@click.option(
+    "--emd",
+    "emd_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON file of EMD keys (Esri names); the options below override it.",
+)
+@click.option("--classes", help="Class names in the model's output order, comma-separated.")
+@click.option("--class-values", help="Class values, comma-separated (default 1, 2, ...).")
+@click.option("--chip-size", help="Chip size in pixels: N or WIDTHxHEIGHT (default: the model's input size).")
+@click.option("--bands", help="ExtractBands: 0-based band indexes or names, comma-separated (default: all).")
+@click.option("--crop", type=click.Choice(["fixed", "envelope"]), help="CropSizeFixed 1 (fixed) or 0 (envelope).")
+@click.option("--blacken/--no-blacken", default=None, help="BlackenAroundFeature.")
+@click.option(
+    "--normalization-stats",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON file of NormalizationStats (band_min_values, ...).",
+)
+@click.option("--image-space", type=click.Choice(["MAP_SPACE", "PIXEL_SPACE"]), help="ImageSpaceUsed.")
+@click.option("--model-output", type=click.Choice(["logits", "probabilities"]), help="What the model returns.")
+@click.option("--batch-size", type=int, help="BatchSize.")
+@click.option("--name", help="ModelName (default: the model file's name).")
+@click.option("--overwrite", is_flag=True, help="Replace the package if it exists.")
+def package(
+    model_file: str,
+    out: str,
+    emd_file: str | None,
+    classes: str | None,
+    class_values: str | None,
+    chip_size: str | None,
+    bands: str | None,
+    crop: str | None,
+    blacken: bool | None,
+    normalization_stats: str | None,
+    image_space: str | None,
+    model_output: str | None,
+    batch_size: int | None,
+    name: str | None,
+    overwrite: bool,
+) -> None:
+    """Build a .dlpk from an ONNX or TorchScript file; it is loaded and run once before it is written."""
+    emd: dict[str, Any] = _read_json(emd_file, "--emd") if emd_file else {}
+    if classes:
+        values = _integers(class_values, "--class-values") if class_values else None
+        emd["Classes"] = class_list([c.strip() for c in classes.split(",")], values)
+    if chip_size:
+        width, _, height = chip_size.lower().partition("x")
+        emd["ImageWidth"], emd["ImageHeight"] = _integers(f"{width},{height or width}", "--chip-size")
+    if bands:
+        emd["ExtractBands"] = [int(b) if b.strip().isdigit() else b.strip() for b in bands.split(",")]
+    settings = {
+        "CropSizeFixed": None if crop is None else int(crop == "fixed"),
+        "BlackenAroundFeature": None if blacken is None else int(blacken),
+        "ImageSpaceUsed": image_space,
+        "ModelOutput": model_output,
+        "BatchSize": batch_size,
+        "ModelName": name,
+    }
+    emd.update({k: v for k, v in settings.items() if v is not None})
+    if normalization_stats:
+        emd["NormalizationStats"] = _read_json(normalization_stats, "--normalization-stats")
+    written = build_package(model_file, out, emd, overwrite=overwrite)
+    click.echo(
+        f"geoclassify: wrote {out} ({written['Framework']}, {written['ImageWidth']} x {written['ImageHeight']} "
+        f"chips, bands {written['ExtractBands']}, classes {', '.join(c['Name'] for c in written['Classes'])})",
+        err=True,
+    )
+
+
+def _integers(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of whole numbers", param_hint=option) from None
+
+
+def _read_json(path: str, option: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{path} is not JSON ({exc.msg} at line {exc.lineno})", param_hint=option) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path} must hold a JSON object", param_hint=option)
+    return data
 
 
 def _format_inspect(info: dict[str, Any]) -> str:

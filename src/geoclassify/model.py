@@ -139,9 +139,12 @@ def load_model(
     definition = package.definition
     height, width = _chip_size(package, backend)
     _check_bands(package, backend)
-    if backend.output_classes is not None and backend.output_classes != len(definition.classes):
+    classes = (
+        backend.output_classes if backend.output_classes is not None else _dry_run(package, backend, height, width)
+    )
+    if classes is not None and classes != len(definition.classes):
         raise ModelMismatchError(
-            f"{package.source}: the model outputs {backend.output_classes} classes but the EMD lists "
+            f"{package.source}: the model outputs {classes} classes but the EMD lists "
             f"{len(definition.classes)} Classes; fix Classes so it matches the model's outputs, in order"
         )
     specs = backend.argument_specs(definition.batch_size or DEFAULT_BATCH_SIZE, definition.test_time_augmentation)
@@ -169,6 +172,23 @@ def _chip_size(package: ModelPackage, backend: Backend) -> tuple[int, int]:
             "size is open; add ImageHeight and ImageWidth to the EMD"
         )
     return height, width
+
+
+def _dry_run(package: ModelPackage, backend: Backend, height: int, width: int) -> int | None:
+    """Run one blank chip through a model that does not declare its shapes, to learn its class count now
+    rather than after the first raster block."""
+    bands = package.definition.extract_bands
+    channels = len(bands) if bands is not None else backend.input_shape[1]
+    if channels is None:
+        return None
+    try:
+        scores = backend.predict(np.zeros((1, channels, height, width), dtype=np.float32))
+    except InferenceError as exc:
+        raise ModelMismatchError(
+            f"{package.source}: the model does not run on one {channels} x {height} x {width} chip (bands x height x "
+            f"width, from the EMD): {exc}"
+        ) from None
+    return int(scores.shape[1])
 
 
 def _check_bands(package: ModelPackage, backend: Backend) -> None:

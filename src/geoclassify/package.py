@@ -8,6 +8,7 @@ parallel workers share one copy. Extraction refuses anything that could write ou
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .emd import ModelDefinition, parse_emd_text
+from .emd import ModelDefinition, parse_emd, parse_emd_text
 from .errors import ModelPackageError
 
 #: Largest total uncompressed size accepted from one package; override with GEOCLASSIFY_MAX_PACKAGE_BYTES.
@@ -74,6 +75,8 @@ def open_package(model: str | os.PathLike[str]) -> ModelPackage:
         raise ModelPackageError(f"model {text!r} not found: give a .dlpk, an .emd file or the EMD JSON")
     if path.is_dir():
         raise ModelPackageError(f"model {text!r} is a folder: give the .dlpk or the .emd inside it")
+    if path.suffix.lower() == ".onnx":
+        return onnx_package(path)
     if path.suffix.lower() == ".dlpk" or (path.suffix.lower() != ".emd" and zipfile.is_zipfile(path)):
         folder = extract_dlpk(path)
         emd_path = _single_emd(folder, path)
@@ -82,6 +85,62 @@ def open_package(model: str | os.PathLike[str]) -> ModelPackage:
         return ModelPackage(definition, emd_path.parent, source)
     definition = parse_emd_text(_read_text(path, str(path)), str(path))
     return ModelPackage(definition, path.resolve().parent, str(path))
+
+
+#: Metadata properties a bare .onnx may carry, named and valued (as JSON text) exactly as the EMD keys.
+ONNX_METADATA_KEYS = (
+    "Classes",
+    "ImageWidth",
+    "ImageHeight",
+    "ExtractBands",
+    "CropSizeFixed",
+    "BlackenAroundFeature",
+    "ImageSpaceUsed",
+    "NormalizationStats",
+    "DataRange",
+    "ModelOutput",
+    "BatchSize",
+    "ModelName",
+    "MinCellSize",
+    "MaxCellSize",
+    "test_time_augmentation",
+    "Description",
+    "Version",
+)
+
+
+def onnx_package(path: Path) -> ModelPackage:
+    """A bare .onnx that describes itself in its metadata properties (``ONNX_METADATA_KEYS``), or in one ``emd``
+    property holding a whole EMD; one file is then a complete model."""
+    import onnxruntime as ort
+
+    source = f"{path} (ONNX metadata)"
+    try:
+        metadata = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+        raise ModelPackageError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
+    properties = dict(metadata.custom_metadata_map)
+    emd: dict[str, object] = {}
+    if "emd" in properties:
+        try:
+            emd.update(json.loads(properties["emd"]))
+        except json.JSONDecodeError as exc:
+            raise ModelPackageError(f"{source}: the 'emd' property is not JSON ({exc.msg})") from None
+    for key in ONNX_METADATA_KEYS:
+        if key in properties:
+            try:
+                emd[key] = json.loads(properties[key])
+            except json.JSONDecodeError:
+                emd[key] = properties[key]
+    if "Classes" not in emd:
+        raise ModelPackageError(
+            f"{path}: a bare .onnx must describe its classes: add a metadata property 'Classes' (JSON, as in an EMD) "
+            "and optionally ImageWidth, ExtractBands, ... (see the README), or build a package with "
+            "`geoclassify package`"
+        )
+    emd.update({"Framework": "ONNX", "ModelFile": path.name})
+    emd.setdefault("ModelType", "ObjectClassification")
+    return ModelPackage(parse_emd(emd, source), path.resolve().parent, source)
 
 
 def cache_dir() -> Path:

@@ -53,6 +53,26 @@ class ChipBackend(Protocol):
     def describe(self) -> dict[str, object]: ...
 
 
+def tensor_argument_specs(fixed_batch: int | None, default_batch_size: int, default_tta: bool) -> list[ArgumentSpec]:
+    """The model arguments of every tensor runtime (ONNX, TorchScript): Esri's batch size and TTA."""
+    return [
+        ArgumentSpec(
+            "batch_size",
+            "int",
+            fixed_batch or default_batch_size,
+            "chips classified per model call; larger is faster until memory runs short",
+            minimum=1,
+        ),
+        ArgumentSpec(
+            "test_time_augmentation",
+            "bool",
+            default_tta,
+            "average the probabilities over rotated and flipped copies of each chip "
+            "(8 for MAP_SPACE, 2 for PIXEL_SPACE); slower, often steadier",
+        ),
+    ]
+
+
 def to_probabilities(scores: np.ndarray, model_output: str | None) -> np.ndarray:
     """Probabilities per row: softmax of logits, or the scores as they are when they already are probabilities.
 

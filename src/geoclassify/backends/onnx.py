@@ -8,6 +8,7 @@ import numpy as np
 
 from ..arguments import ArgumentSpec
 from ..errors import InferenceError, ModelMismatchError, ModelPackageError
+from .base import tensor_argument_specs
 
 
 def _dim(value: object) -> int | None:
@@ -53,23 +54,7 @@ class OnnxBackend:
         self.output_classes = _dim(out_shape[1]) if len(out_shape) >= 2 else None
 
     def argument_specs(self, default_batch_size: int, default_tta: bool) -> list[ArgumentSpec]:
-        fixed = self.input_shape[0]
-        return [
-            ArgumentSpec(
-                "batch_size",
-                "int",
-                fixed or default_batch_size,
-                "chips classified per model call; larger is faster until memory runs short",
-                minimum=1,
-            ),
-            ArgumentSpec(
-                "test_time_augmentation",
-                "bool",
-                default_tta,
-                "average the probabilities over rotated and flipped copies of each chip "
-                "(8 for MAP_SPACE, 2 for PIXEL_SPACE); slower, often steadier",
-            ),
-        ]
+        return tensor_argument_specs(self.input_shape[0], default_batch_size, default_tta)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         fixed = self.input_shape[0]
