@@ -118,12 +118,24 @@ def centres_inside(
     height: int,
     width: int,
 ) -> np.ndarray:
-    """Which chip pixel centres lie inside ``polygon``, for a chip grid laid over native pixel space."""
-    cols = col_off + (np.arange(width) + 0.5) * col_step
-    rows = row_off + (np.arange(height) + 0.5) * row_step
+    """Which chip pixel centres lie inside ``polygon``, for a chip grid laid over native pixel space.
+
+    Only the chip pixels within the polygon's bounding box are tested: a house covers a few hundred of a chip's
+    thousands of pixels, and the point-in-polygon test is the costly part.
+    """
+    inside = np.zeros((height, width), dtype=bool)
+    minc, minr, maxc, maxr = shapely.bounds(polygon)
+    j0 = max(int(np.floor((minc - col_off) / col_step - 0.5)), 0)
+    j1 = min(int(np.ceil((maxc - col_off) / col_step - 0.5)) + 1, width)
+    i0 = max(int(np.floor((minr - row_off) / row_step - 0.5)), 0)
+    i1 = min(int(np.ceil((maxr - row_off) / row_step - 0.5)) + 1, height)
+    if j1 <= j0 or i1 <= i0:
+        return inside
+    cols = col_off + (np.arange(j0, j1) + 0.5) * col_step
+    rows = row_off + (np.arange(i0, i1) + 0.5) * row_step
     shapely.prepare(polygon)
-    grid_c, grid_r = np.meshgrid(cols, rows)
-    return shapely.contains_xy(polygon, grid_c, grid_r)
+    inside[i0:i1, j0:j1] = shapely.contains_xy(polygon, cols[None, :], rows[:, None])
+    return inside
 
 
 def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -8,19 +8,23 @@ and features outside the raster come back with class index -1 and coverage 0.
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 
-from .chips import ChipSpec, cut_chip, pixel_geometries, plan_windows
+from .chips import Chip, ChipSpec, cut_chip, pixel_geometries, plan_windows
 from .errors import BlackenIgnoredWarning, CellSizeWarning, ModelMismatchError
 from .model import Model
 from .raster import RasterSource
 
-#: Rows of the raster grouped together when ordering features for locality.
-ROW_BAND = 256
+#: Side, in pixels, of the tiles features are grouped by: each tile's pixels are read once for all its chips.
+TILE = 512
+#: Batches handed to the inference thread but not yet finished; bounds memory while cutting runs ahead.
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -119,29 +123,124 @@ def classify_geometries(
             stacklevel=2,
         )
     windows = plan_windows(shapely.bounds(geoms), spec, points)
-    order = np.lexsort((windows[:, 1], windows[:, 0] // ROW_BAND))
-
-    step = model.batch_size
-    for start in range(0, len(order), step):
-        batch = order[start : start + step]
-        chips = []
-        for i in batch:
-            polygon = geoms[i] if polygonal[i] else None
-            chip = cut_chip(raster.read_window, windows[i], spec, polygon)
-            coverage[todo[i]] = chip.coverage
-            chips.append(chip)
-        with_data = np.array([coverage[todo[i]] > 0 for i in batch])
-        if with_data.any():
-            kept = [chips[k] for k in np.flatnonzero(with_data)]
-            targets = todo[batch[with_data]]
-            labels, scores = model.classify(
-                np.stack([c.pixels for c in kept]),
-                np.stack([c.valid for c in kept]),
-                band_indexes,
-                ids=[f"feature {t}" for t in targets],
-            )
-            class_index[targets] = labels
-            confidence[targets] = scores
-        if progress is not None:
-            progress(len(batch))
+    batches = _ChipBatches(model, band_indexes, progress)
+    with batches:
+        for group in tile_groups(windows):
+            region = _read_region(raster, windows[group])
+            for i in group:
+                chip = cut_chip(region.reader, windows[i], spec, geoms[i] if polygonal[i] else None)
+                coverage[todo[i]] = chip.coverage
+                batches.add(todo[i], chip)
+    for target, (label, score) in batches.results.items():
+        class_index[target] = label
+        confidence[target] = score
     return Predictions(class_index, confidence, coverage, empty, outside)
+
+
+def tile_groups(windows: np.ndarray) -> list[np.ndarray]:
+    """Indexes of ``windows`` grouped by the tile their centre falls in, tiles in Z-order (a space-filling curve),
+    so consecutive groups are neighbours and share GDAL's block cache."""
+    if len(windows) == 0:
+        return []
+    tile_r = (windows[:, 0] + windows[:, 2] // 2) // TILE
+    tile_c = (windows[:, 1] + windows[:, 3] // 2) // TILE
+    key = morton(tile_r - tile_r.min(), tile_c - tile_c.min())
+    order = np.lexsort((windows[:, 1], windows[:, 0], key))
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, bounds)
+
+
+def morton(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Interleave the bits of two non-negative integer arrays (Z-order key)."""
+    key = np.zeros(len(rows), dtype=np.uint64)
+    rows, cols = rows.astype(np.uint64), cols.astype(np.uint64)
+    for bit in range(32):
+        key |= ((rows >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit + 1)
+        key |= ((cols >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit)
+    return key
+
+
+@dataclass
+class _Region:
+    """Pixels of one tile's windows, read once; chips are cut from them by slicing."""
+
+    row_off: int
+    col_off: int
+    pixels: np.ndarray
+    valid: np.ndarray
+
+    def reader(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        r, c = row_off - self.row_off, col_off - self.col_off
+        return self.pixels[:, r : r + height, c : c + width], self.valid[r : r + height, c : c + width]
+
+
+def _read_region(raster: RasterSource, windows: np.ndarray) -> _Region:
+    r0, c0 = int(windows[:, 0].min()), int(windows[:, 1].min())
+    r1 = int((windows[:, 0] + windows[:, 2]).max())
+    c1 = int((windows[:, 1] + windows[:, 3]).max())
+    pixels, valid = raster.read_window(r0, c0, r1 - r0, c1 - c0)
+    return _Region(r0, c0, pixels, valid)
+
+
+class _ChipBatches:
+    """Collects chips into batches and classifies them on a background thread while the next ones are cut.
+
+    ONNX Runtime releases the GIL, so cutting (Python and GDAL) and inference overlap. Results are keyed by
+    feature, so the order batches finish in does not matter.
+    """
+
+    def __init__(self, model: Model, band_indexes: tuple[int, ...], progress: Callable[[int], None] | None) -> None:
+        self.model = model
+        self.band_indexes = band_indexes
+        self.progress = progress
+        self.results: dict[int, tuple[int, float]] = {}
+        self._targets: list[int] = []
+        self._chips: list[Chip] = []
+        self._skipped = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoclassify-inference")
+        self._pending: deque[tuple[Future, list[int]]] = deque()
+
+    def __enter__(self) -> _ChipBatches:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self._submit()
+                while self._pending:
+                    self._collect()
+        finally:
+            for future, _ in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+
+    def add(self, target: int, chip: Chip) -> None:
+        if chip.coverage > 0:
+            self._targets.append(int(target))
+            self._chips.append(chip)
+        else:
+            self._skipped += 1
+        if len(self._chips) >= self.model.batch_size:
+            self._submit()
+
+    def _submit(self) -> None:
+        if self._chips:
+            pixels = np.stack([c.pixels for c in self._chips])
+            valid = np.stack([c.valid for c in self._chips])
+            ids = [f"feature {t}" for t in self._targets]
+            future = self._pool.submit(self.model.classify, pixels, valid, self.band_indexes, ids)
+            self._pending.append((future, self._targets))
+            self._targets, self._chips = [], []
+        if self.progress is not None and self._skipped:
+            self.progress(self._skipped)
+            self._skipped = 0
+        while len(self._pending) > IN_FLIGHT:
+            self._collect()
+
+    def _collect(self) -> None:
+        future, targets = self._pending.popleft()
+        labels, scores = future.result()
+        for target, label, score in zip(targets, labels, scores, strict=True):
+            self.results[target] = (int(label), float(score))
+        if self.progress is not None:
+            self.progress(len(targets))
