@@ -21,6 +21,7 @@ from .images import ImageRef, resolve_images
 from .model import Model, load_model
 from .modes import classify_items, classify_mosaic
 from .output import check_output, write_output
+from .parallel import Execution, check_execution, parse_parallel_factor
 from .pipeline import chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
@@ -52,13 +53,18 @@ def classify_objects(
     cell_size: float | None = None,
     out_crs: str | CRS | None = None,
     trust_code: bool = False,
+    parallel_factor: str | int | None = None,
+    retries: int = 0,
+    recycle_interval: int | None = None,
 ) -> pd.DataFrame | Summary:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
     ``image`` is a raster, a folder, a list file, a glob pattern, a VRT or a STAC Item(Collection) (or a list of
     them). With ``features``, every feature is classified on the collection (``processing_mode`` "mosaic") or on
     each image that covers it ("items"); without, each image is one object. The environments ``extent``
-    (``extent_crs``, default the raster's CRS), ``cell_size`` and ``out_crs`` behave as Esri's.
+    (``extent_crs``, default the raster's CRS), ``cell_size`` and ``out_crs`` behave as Esri's, and so do the
+    execution ones: ``parallel_factor`` (worker processes, or a share of the cores such as "50%"), ``retries`` (a
+    failed batch is run again that many times) and ``recycle_interval`` (workers replaced after that many batches).
 
     Returns the rows (a GeoDataFrame, or a DataFrame for images without georeference) or, when ``out`` is given,
     writes them there atomically and returns the run's :class:`Summary`.
@@ -68,6 +74,7 @@ def classify_objects(
     cell_size = check_cell_size(cell_size)
     target_crs = parse_crs(out_crs, "--out-crs") if out_crs is not None else None
     area = extent if isinstance(extent, Extent) or extent is None else Extent.parse(extent, extent_crs)
+    execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval)
     if out is not None:
         check_output(out, overwrite)
     frame = None
@@ -80,7 +87,7 @@ def classify_objects(
         rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
     else:
         rows, summary = _classify_features(
-            loaded, refs, frame, features, mode, label_field, area, cell_size, target_crs, progress
+            loaded, refs, frame, features, mode, label_field, area, cell_size, target_crs, progress, execution
         )
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:
@@ -117,6 +124,7 @@ def _classify_features(
     cell_size: float | None,
     target_crs: CRS | None,
     progress: bool,
+    execution: Execution,
 ) -> tuple[gpd.GeoDataFrame, Summary]:
     skipped = 0
     if area is not None:
@@ -130,10 +138,10 @@ def _classify_features(
         )
     with progress_bar(len(frame) if mode == "mosaic" else None, progress) as advance:
         if mode == "mosaic":
-            predictions = classify_mosaic(model, refs, frame, features, cell_size, advance)
+            predictions = classify_mosaic(model, refs, frame, features, cell_size, advance, execution)
             base = frame
         else:
-            rows = classify_items(model, refs, frame, features, cell_size, advance)
+            rows = classify_items(model, refs, frame, features, cell_size, advance, execution)
             predictions = rows.predictions
             base = frame.iloc[rows.feature].copy()
             ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)

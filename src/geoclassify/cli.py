@@ -86,6 +86,9 @@ def cli() -> None:
 @click.option("--extent-crs", metavar="CRS", help="CRS of --extent (default: the raster's).")
 @click.option("--cell-size", type=float, metavar="SIZE", help="Cut chips at this cell size (raster CRS units).")
 @click.option("--out-crs", metavar="CRS", help="Coordinate system of the output (e.g. EPSG:4326).")
+@click.option("--parallel-factor", metavar="N|P%", help="Worker processes, or a share of the cores (e.g. 50%).")
+@click.option("--retries", type=int, default=0, show_default=True, help="Run a failed batch again this many times.")
+@click.option("--recycle-interval", type=int, metavar="N", help="Replace worker processes after N batches.")
 @click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -105,6 +108,9 @@ def classify(
     extent_crs: str | None,
     cell_size: float | None,
     out_crs: str | None,
+    parallel_factor: str | None,
+    retries: int,
+    recycle_interval: int | None,
     trust_code: bool,
     overwrite: bool,
     quiet: bool,
@@ -129,6 +135,9 @@ def classify(
         cell_size=cell_size,
         out_crs=out_crs,
         trust_code=trust_code,
+        parallel_factor=parallel_factor,
+        retries=retries,
+        recycle_interval=recycle_interval,
     )
     click.echo(f"geoclassify: {summary.line()}", err=True)
 

@@ -40,6 +40,7 @@ class Model:
     chip_height: int = 0
     chip_width: int = 0
     definition: ModelDefinition = field(default=None, repr=False)  # type: ignore[assignment]
+    trust_code: bool = False
     _preprocessors: dict[tuple[int, ...], Preprocessor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +58,15 @@ class Model:
             return len(self.definition.extract_bands)
         shape = getattr(self.backend, "input_shape", None)
         return shape[1] if shape else None
+
+    def recipe(self) -> ModelRecipe:
+        """How to load this same model in another process (runtimes' sessions cannot be pickled)."""
+        if not self.package.origin:
+            raise InferenceError(
+                f"{self.package.source}: this model was built in memory, so worker processes cannot "
+                "load it; give the package's path instead"
+            )
+        return ModelRecipe(self.package.origin, dict(self.arguments), self.trust_code)
 
     def prepare(self, band_indexes: tuple[int, ...]) -> None:
         """Check, before any pixel is read, that chips of these raster bands can be fed to the model."""
@@ -106,6 +116,18 @@ class Model:
             )
 
 
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A picklable way to load a model again: where it came from, its arguments, whether its code is trusted."""
+
+    origin: str
+    arguments: dict[str, Any]
+    trust_code: bool = False
+
+    def load(self, threads: int | None = None) -> Model:
+        return load_model(self.origin, self.arguments, threads=threads, trust_code=self.trust_code)
+
+
 def describe_ids(ids: Sequence[object], limit: int = 20) -> str:
     """``features 3, 4, 9`` (at most ``limit`` named)."""
     shown = ", ".join(str(i) for i in list(ids)[:limit])
@@ -135,7 +157,9 @@ def load_model(
                 f"{package.source}: no chip size: neither the EMD (ImageHeight/ImageWidth) nor the inference "
                 "function's getConfiguration (ty/tx) gives one"
             )
-        return Model(package, backend, values, specs, definition.image_height, definition.image_width, definition)
+        return Model(
+            package, backend, values, specs, definition.image_height, definition.image_width, definition, trust_code
+        )
     definition = package.definition
     height, width = _chip_size(package, backend)
     _check_bands(package, backend)
@@ -149,7 +173,7 @@ def load_model(
         )
     specs = backend.argument_specs(definition.batch_size or DEFAULT_BATCH_SIZE, definition.test_time_augmentation)
     values = resolve_arguments(specs, arguments)
-    return Model(package, backend, values, specs, height, width)
+    return Model(package, backend, values, specs, height, width, trust_code=trust_code)
 
 
 def _chip_size(package: ModelPackage, backend: Backend) -> tuple[int, int]:

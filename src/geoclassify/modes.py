@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import geopandas as gpd
 import numpy as np
@@ -19,6 +20,7 @@ from .errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
 from .images import ImageRef
 from .model import Model
 from .mosaic import GridSource, mosaic_grid
+from .parallel import Execution
 from .pipeline import Predictions, classify_geometries
 from .raster import RasterSource
 from .results import geometries_in
@@ -49,10 +51,11 @@ def classify_mosaic(
     features_label: object,
     cell_size: float | None,
     advance: Advance | None,
+    execution: Execution | None = None,
 ) -> Predictions:
     with open_mosaic(refs, cell_size) as raster:
         geometries = geometries_in(frame, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
-        return classify_geometries(model, raster, geometries, advance)
+        return classify_geometries(model, raster, geometries, advance, execution, partial(open_mosaic, refs, cell_size))
 
 
 @dataclass
@@ -71,6 +74,7 @@ def classify_items(
     features_label: object,
     cell_size: float | None,
     advance: Advance | None,
+    execution: Execution | None = None,
 ) -> ItemRows:
     n = len(frame)
     parts: list[tuple[np.ndarray, int, Predictions]] = []
@@ -92,7 +96,9 @@ def classify_items(
             hits = np.flatnonzero(~empty & shapely.intersects(geometries, reach))
             if len(hits) == 0:
                 continue
-            predictions = classify_geometries(model, source, geometries[hits], advance)
+            predictions = classify_geometries(
+                model, source, geometries[hits], advance, execution, partial(open_image, ref, cell_size)
+            )
             covered[hits] = True
             parts.append((hits, position, predictions))
     lonely = np.flatnonzero(~covered)

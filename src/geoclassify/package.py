@@ -34,6 +34,8 @@ class ModelPackage:
     definition: ModelDefinition
     root: Path
     source: str
+    #: What the user passed (a path, or the EMD JSON), so a worker process can open the same package again.
+    origin: str = ""
 
     def resolve(self, key: str = "ModelFile") -> Path:
         """Find the file an EMD key names, accepting the Windows forms Esri tools write."""
@@ -69,7 +71,7 @@ def open_package(model: str | os.PathLike[str]) -> ModelPackage:
     """Open what a user passed as the model: a .dlpk, an .emd path, or the EMD JSON itself."""
     text = os.fspath(model)
     if text.lstrip().startswith("{"):
-        return ModelPackage(parse_emd_text(text, "inline EMD"), Path.cwd(), "inline EMD")
+        return ModelPackage(parse_emd_text(text, "inline EMD"), Path.cwd(), "inline EMD", text)
     path = Path(text).expanduser()
     if not path.exists():
         raise ModelPackageError(f"model {text!r} not found: give a .dlpk, an .emd file or the EMD JSON")
@@ -82,9 +84,9 @@ def open_package(model: str | os.PathLike[str]) -> ModelPackage:
         emd_path = _single_emd(folder, path)
         source = f"{path} ({emd_path.relative_to(folder)})"
         definition = parse_emd_text(_read_text(emd_path, source), source)
-        return ModelPackage(definition, emd_path.parent, source)
+        return ModelPackage(definition, emd_path.parent, source, str(path.resolve()))
     definition = parse_emd_text(_read_text(path, str(path)), str(path))
-    return ModelPackage(definition, path.resolve().parent, str(path))
+    return ModelPackage(definition, path.resolve().parent, str(path), str(path.resolve()))
 
 
 #: Metadata properties a bare .onnx may carry, named and valued (as JSON text) exactly as the EMD keys.
@@ -140,7 +142,7 @@ def onnx_package(path: Path) -> ModelPackage:
         )
     emd.update({"Framework": "ONNX", "ModelFile": path.name})
     emd.setdefault("ModelType", "ObjectClassification")
-    return ModelPackage(parse_emd(emd, source), path.resolve().parent, source)
+    return ModelPackage(parse_emd(emd, source), path.resolve().parent, source, str(path.resolve()))
 
 
 def cache_dir() -> Path:

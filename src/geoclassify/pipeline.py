@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,8 +17,9 @@ import numpy as np
 import shapely
 
 from .chips import Chip, ChipSpec, cut_chip, pixel_geometries, plan_windows
-from .errors import BlackenIgnoredWarning, CellSizeWarning, ModelMismatchError
+from .errors import BlackenIgnoredWarning, CellSizeWarning, InferenceError, ModelMismatchError
 from .model import Model
+from .parallel import Execution, Task, run_tasks
 from .raster import RasterSource
 
 #: Side, in pixels, of the tiles features are grouped by: each tile's pixels are read once for all its chips.
@@ -84,8 +85,15 @@ def classify_geometries(
     raster: RasterSource,
     geometries: np.ndarray,
     progress: Callable[[int], None] | None = None,
+    execution: Execution | None = None,
+    opener: Callable[[], RasterSource] | None = None,
 ) -> Predictions:
-    """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS."""
+    """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS.
+
+    With ``execution.workers`` and an ``opener`` (how a worker opens the same raster) the batches run on worker
+    processes; otherwise here, cutting the next chips while the model runs.
+    """
+    execution = execution or Execution()
     definition = model.definition
     band_indexes = raster.select_bands(definition.extract_bands)
     if model.band_count is not None and len(band_indexes) != model.band_count:
@@ -123,17 +131,30 @@ def classify_geometries(
             stacklevel=2,
         )
     windows = plan_windows(shapely.bounds(geoms), spec, points)
-    batches = _ChipBatches(model, band_indexes, progress)
-    with batches:
-        for group in tile_groups(windows):
-            region = _read_region(raster, windows[group])
-            for i in group:
-                chip = cut_chip(region.reader, windows[i], spec, geoms[i] if polygonal[i] else None)
-                coverage[todo[i]] = chip.coverage
-                batches.add(todo[i], chip)
-    for target, (label, score) in batches.results.items():
-        class_index[target] = label
-        confidence[target] = score
+    order = np.concatenate(tile_groups(windows))
+    polygons = np.where(polygonal, geoms, None)
+
+    def record(targets: np.ndarray, labels: np.ndarray, scores: np.ndarray, covered: np.ndarray) -> None:
+        classified = labels >= 0
+        class_index[targets[classified]] = labels[classified]
+        confidence[targets[classified]] = scores[classified]
+        coverage[targets] = covered
+        if progress is not None:
+            progress(len(targets))
+
+    if execution.workers and opener is not None:
+        step = model.batch_size
+        tasks = [
+            Task(todo[part], windows[part], [shapely.to_wkb(p) if p is not None else None for p in polygons[part]])
+            for part in (order[i : i + step] for i in range(0, len(order), step))
+        ]
+        run_tasks(tasks, execution, (model.recipe(), opener, spec, band_indexes), lambda task, result: record(*result))
+    else:
+        with _ChipBatches(model, band_indexes, execution.retries, record) as batches:
+            for group in tile_groups(windows):
+                region = _read_region(raster, windows[group])
+                for i in group:
+                    batches.add(todo[i], cut_chip(region.reader, windows[i], spec, polygons[i]))
     return Predictions(class_index, confidence, coverage, empty, outside)
 
 
@@ -182,23 +203,60 @@ def _read_region(raster: RasterSource, windows: np.ndarray) -> _Region:
     return _Region(r0, c0, pixels, valid)
 
 
+def classify_windows(
+    model: Model,
+    raster: RasterSource,
+    spec: ChipSpec,
+    band_indexes: tuple[int, ...],
+    windows: np.ndarray,
+    polygons: Sequence[shapely.Geometry | None],
+    targets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut and classify one batch (a worker's task): ``(targets, class index or -1, confidence, coverage)``."""
+    region = _read_region(raster, windows)
+    chips = [cut_chip(region.reader, window, spec, polygon) for window, polygon in zip(windows, polygons, strict=True)]
+    return _classify_chips(model, band_indexes, np.asarray(targets), chips)
+
+
+def _classify_chips(
+    model: Model, band_indexes: tuple[int, ...], targets: np.ndarray, chips: list[Chip]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Classify the chips that hold any valid pixel; the others keep class index -1."""
+    labels = np.full(len(chips), -1, dtype=np.int64)
+    scores = np.full(len(chips), np.nan)
+    covered = np.array([c.coverage for c in chips], dtype=np.float64)
+    keep = np.flatnonzero(covered > 0)
+    if len(keep):
+        pixels = np.stack([chips[k].pixels for k in keep])
+        valid = np.stack([chips[k].valid for k in keep])
+        labels[keep], scores[keep] = model.classify(
+            pixels, valid, band_indexes, [f"feature {targets[k]}" for k in keep]
+        )
+    return targets, labels, scores, covered
+
+
 class _ChipBatches:
     """Collects chips into batches and classifies them on a background thread while the next ones are cut.
 
-    ONNX Runtime releases the GIL, so cutting (Python and GDAL) and inference overlap. Results are keyed by
-    feature, so the order batches finish in does not matter.
+    ONNX Runtime releases the GIL, so cutting (Python and GDAL) and inference overlap. A batch that fails is run
+    again up to ``retries`` times. Results are keyed by feature, so the order batches finish in does not matter.
     """
 
-    def __init__(self, model: Model, band_indexes: tuple[int, ...], progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        band_indexes: tuple[int, ...],
+        retries: int,
+        record: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None],
+    ) -> None:
         self.model = model
         self.band_indexes = band_indexes
-        self.progress = progress
-        self.results: dict[int, tuple[int, float]] = {}
+        self.retries = retries
+        self.record = record
         self._targets: list[int] = []
         self._chips: list[Chip] = []
-        self._skipped = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoclassify-inference")
-        self._pending: deque[tuple[Future, list[int]]] = deque()
+        self._pending: deque[tuple[Future, np.ndarray, list[Chip], int]] = deque()
 
     def __enter__(self) -> _ChipBatches:
         return self
@@ -210,37 +268,38 @@ class _ChipBatches:
                 while self._pending:
                     self._collect()
         finally:
-            for future, _ in self._pending:
+            for future, *_ in self._pending:
                 future.cancel()
             self._pool.shutdown(wait=True)
 
     def add(self, target: int, chip: Chip) -> None:
-        if chip.coverage > 0:
-            self._targets.append(int(target))
-            self._chips.append(chip)
-        else:
-            self._skipped += 1
+        self._targets.append(int(target))
+        self._chips.append(chip)
         if len(self._chips) >= self.model.batch_size:
             self._submit()
 
-    def _submit(self) -> None:
-        if self._chips:
-            pixels = np.stack([c.pixels for c in self._chips])
-            valid = np.stack([c.valid for c in self._chips])
-            ids = [f"feature {t}" for t in self._targets]
-            future = self._pool.submit(self.model.classify, pixels, valid, self.band_indexes, ids)
-            self._pending.append((future, self._targets))
+    def _submit(self, attempt: int = 0, batch: tuple[np.ndarray, list[Chip]] | None = None) -> None:
+        if batch is None:
+            if not self._chips:
+                return
+            batch = (np.array(self._targets), self._chips)
             self._targets, self._chips = [], []
-        if self.progress is not None and self._skipped:
-            self.progress(self._skipped)
-            self._skipped = 0
+        targets, chips = batch
+        future = self._pool.submit(_classify_chips, self.model, self.band_indexes, targets, chips)
+        self._pending.append((future, targets, chips, attempt))
         while len(self._pending) > IN_FLIGHT:
             self._collect()
 
     def _collect(self) -> None:
-        future, targets = self._pending.popleft()
-        labels, scores = future.result()
-        for target, label, score in zip(targets, labels, scores, strict=True):
-            self.results[target] = (int(label), float(score))
-        if self.progress is not None:
-            self.progress(len(targets))
+        future, targets, chips, attempt = self._pending.popleft()
+        try:
+            result = future.result()
+        except InferenceError as exc:
+            if attempt >= self.retries:
+                tries = attempt + 1
+                raise InferenceError(
+                    f"a batch failed {tries} time{'s' * (tries > 1)} (--retries {self.retries}): {exc}"
+                ) from None
+            self._submit(attempt + 1, (targets, chips))
+            return
+        self.record(*result)

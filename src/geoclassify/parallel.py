@@ -1,0 +1,159 @@
+"""Esri's execution environments: parallel processing factor, retries on failures, and the recycle interval.
+
+Work is split into tasks of one batch each, taken in the pipeline's Z-order so a task's chips come from a few
+neighbouring tiles. Worker processes (spawned, so no inherited runtime threads) open the raster and load the
+model once each, with one inference thread, and send back only class indexes, confidences and coverage. A
+task that fails is run again up to ``retries`` times; a worker that dies takes only its task with it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+
+from .errors import InferenceError, SettingError
+
+Opener = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run: ``workers`` processes (0: in this process), ``retries`` per failed batch, and processes
+    replaced after ``recycle_interval`` batches."""
+
+    workers: int = 0
+    retries: int = 0
+    recycle_interval: int | None = None
+
+
+def parse_parallel_factor(value: str | int | None, cores: int | None = None) -> int:
+    """Esri's parallel processing factor: a worker count (``"2"``) or a share of the cores (``"50%"``).
+
+    ``None`` and ``0`` mean no worker processes: everything runs here, with every core for inference.
+    """
+    if value is None or value == "":
+        return 0
+    cores = cores or os.cpu_count() or 1
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return max(1, round(cores * share / 100))
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return count
+    except ValueError:
+        raise SettingError(
+            f"--parallel-factor {value!r}: give a number of processes (e.g. 2) or a share of the "
+            f"{cores} cores (e.g. 50%)"
+        ) from None
+
+
+def check_execution(workers: int, retries: int, recycle_interval: int | None) -> Execution:
+    if retries < 0:
+        raise SettingError(f"--retries {retries}: give 0 or more")
+    if recycle_interval is not None and recycle_interval < 1:
+        raise SettingError(f"--recycle-interval {recycle_interval}: give 1 or more batches")
+    return Execution(workers, retries, recycle_interval)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One batch of features for a worker: their windows and (for blackening) polygons in pixel space."""
+
+    targets: np.ndarray
+    windows: np.ndarray
+    polygons: list[bytes | None]
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> None:
+    """Open the raster and load the model once per worker process, with one inference thread."""
+    _STATE["model"] = model.load(threads=1)
+    _STATE["raster"] = opener()
+    _STATE["raster"].select_bands(_STATE["model"].definition.extract_bands)
+    _STATE["spec"] = spec
+    _STATE["bands"] = band_indexes
+
+
+def _run_task(task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from .pipeline import classify_windows
+
+    polygons = [shapely.from_wkb(p) if p is not None else None for p in task.polygons]
+    return classify_windows(
+        _STATE["model"], _STATE["raster"], _STATE["spec"], _STATE["bands"], task.windows, polygons, task.targets
+    )
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    execution: Execution,
+    init_args: tuple[Any, ...],
+    done: Callable[[Task, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], None],
+) -> None:
+    """Run every task on ``execution.workers`` processes; ``done`` receives each task's results as they come.
+
+    Recycling renews the whole pool once its workers have run ``recycle_interval`` batches each on average:
+    ``ProcessPoolExecutor(max_tasks_per_child=...)`` deadlocks on Python 3.11-3.13 (CPython gh-115634).
+    """
+    context = multiprocessing.get_context("spawn")
+    attempts = {id(task): 0 for task in tasks}
+    queue = list(reversed(tasks))
+    in_flight: dict[Future, Task] = {}
+    limit = max(2, execution.workers * 3)
+    renew_after = execution.recycle_interval * execution.workers if execution.recycle_interval else None
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(execution.workers, mp_context=context, initializer=_init_worker, initargs=init_args)
+
+    pool, submitted = new_pool(), 0
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < limit and (renew_after is None or submitted < renew_after):
+                task = queue.pop()
+                in_flight[pool.submit(_run_task, task)] = task
+                submitted += 1
+            if not in_flight:  # the pool has had its share of batches: replace its workers
+                pool.shutdown(wait=True)
+                pool, submitted = new_pool(), 0
+                continue
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    # A worker died (killed, out of memory): start a fresh pool and run its tasks again.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    queue.extend(in_flight.values())
+                    in_flight.clear()
+                    _retry_or_fail(task, attempts, execution, queue, "a worker process died")
+                    pool, submitted = new_pool(), 0
+                    break
+                except InferenceError as exc:
+                    _retry_or_fail(task, attempts, execution, queue, str(exc))
+                    continue
+                done(task, result)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _retry_or_fail(task: Task, attempts: dict[int, int], execution: Execution, queue: list[Task], why: str) -> None:
+    attempts[id(task)] += 1
+    if attempts[id(task)] > execution.retries:
+        tries = attempts[id(task)]
+        raise InferenceError(f"a batch failed {tries} time{'s' * (tries > 1)} (--retries {execution.retries}): {why}")
+    queue.append(task)
