@@ -74,15 +74,20 @@ class Model:
             self._preprocessors[band_indexes] = Preprocessor.for_model(self.definition, band_indexes)
 
     def classify(
-        self, chips: np.ndarray, valid: np.ndarray, band_indexes: tuple[int, ...], ids: Sequence[object] = ()
+        self,
+        chips: np.ndarray,
+        valid: np.ndarray,
+        band_indexes: tuple[int, ...],
+        ids: Sequence[object] = (),
+        owned: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Class index (position in Classes) and confidence for raw chips (bands from ``band_indexes``, invalid
-        pixels 0); ``ids`` name the chips in error messages."""
+        pixels 0); ``ids`` name the chips in error messages; ``owned`` lets normalisation overwrite ``chips``."""
         try:
             if isinstance(self.backend, ChipBackend):
                 return self.backend.classify_chips(chips, valid, self.batch_size)
             self.prepare(band_indexes)
-            probs = self.predict(self._preprocessors[band_indexes](chips))
+            probs = self.predict(self._preprocessors[band_indexes](chips, in_place=owned))
             return probs.argmax(axis=1), probs.max(axis=1)
         except InferenceError as exc:
             if not ids:

@@ -229,9 +229,8 @@ def _classify_chips(
     if len(keep):
         pixels = np.stack([chips[k].pixels for k in keep])
         valid = np.stack([chips[k].valid for k in keep])
-        labels[keep], scores[keep] = model.classify(
-            pixels, valid, band_indexes, [f"feature {targets[k]}" for k in keep]
-        )
+        ids = [f"feature {targets[k]}" for k in keep]
+        labels[keep], scores[keep] = model.classify(pixels, valid, band_indexes, ids, owned=True)
     return targets, labels, scores, covered
 
 

@@ -58,12 +58,14 @@ class Preprocessor:
             clip=definition.data_range,
         )
 
-    def __call__(self, chips: np.ndarray) -> np.ndarray:
-        """Normalise a (batch, bands, height, width) float32 stack; returns a new array."""
+    def __call__(self, chips: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """Normalise a (batch, bands, height, width) float32 stack; ``in_place`` reuses a stack the caller owns."""
         out = np.asarray(chips, dtype=np.float32)
+        if not in_place or out is not chips:
+            out = out.copy()
         if self.clip is not None:
-            out = np.clip(out, self.clip[0], self.clip[1])
-        out = out * self.scale
+            np.clip(out, self.clip[0], self.clip[1], out=out)
+        out *= self.scale
         out += self.offset
         return out
 
