@@ -15,9 +15,16 @@ import pandas as pd
 from rasterio.crs import CRS
 
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode
-from .errors import CRSMismatchError, NoOverlapWarning, UnreferencedImagesWarning
+from .errors import (
+    CRSMismatchError,
+    NoOverlapWarning,
+    RunInterrupted,
+    SettingError,
+    UnreferencedImagesWarning,
+)
 from .features import read_features
 from .images import ImageRef, resolve_images
+from .journal import Journal
 from .model import Model, load_model
 from .modes import classify_items, classify_mosaic
 from .output import check_output, write_output
@@ -56,6 +63,7 @@ def classify_objects(
     parallel_factor: str | int | None = None,
     retries: int = 0,
     recycle_interval: int | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame | Summary:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
@@ -65,6 +73,8 @@ def classify_objects(
     (``extent_crs``, default the raster's CRS), ``cell_size`` and ``out_crs`` behave as Esri's, and so do the
     execution ones: ``parallel_factor`` (worker processes, or a share of the cores such as "50%"), ``retries`` (a
     failed batch is run again that many times) and ``recycle_interval`` (workers replaced after that many batches).
+    A run with features writing ``out`` saves its results as it goes; after it is killed, the same call with
+    ``resume=True`` classifies only what is missing.
 
     Returns the rows (a GeoDataFrame, or a DataFrame for images without georeference) or, when ``out`` is given,
     writes them there atomically and returns the run's :class:`Summary`.
@@ -83,18 +93,60 @@ def classify_objects(
     check_fields(frame, label_field, features, out, extra=_extra_fields(frame, mode))
     loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
-    if frame is None:
-        rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
-    else:
-        rows, summary = _classify_features(
-            loaded, refs, frame, features, mode, label_field, area, cell_size, target_crs, progress, execution
-        )
+    journal = None
+    if out is not None and frame is not None and mode == "mosaic":
+        fingerprint = {
+            "images": [ref.image_id for ref in refs],
+            "features": _name_of(features),
+            "layer": features_layer,
+            "count": len(frame),
+            "model": loaded.package.origin or loaded.package.source,
+            "arguments": {k: str(v) for k, v in loaded.arguments.items()},
+            "label_field": label_field,
+            "extent": repr(area),
+            "cell_size": cell_size,
+        }
+        journal = Journal(out, fingerprint, resume, overwrite)
+    elif resume:
+        raise SettingError("--resume works for runs with a feature layer in mosaic mode and an --out file")
+    try:
+        if frame is None:
+            rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
+        else:
+            rows, summary = _classify_features(
+                loaded,
+                refs,
+                frame,
+                features,
+                mode,
+                label_field,
+                area,
+                cell_size,
+                target_crs,
+                progress,
+                execution,
+                journal,
+            )
+    except KeyboardInterrupt:
+        if journal is None:
+            raise
+        journal.flush()
+        saved = len(journal.saved()[0])
+        raise RunInterrupted(
+            f"interrupted; {saved} of {len(frame)} features are saved: run the same command with --resume to continue"
+        ) from None
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:
         rows.attrs["summary"] = summary
         return rows
-    write_output(rows, out, layer=out_layer, overwrite=overwrite)
+    write_output(rows, out, layer=out_layer, overwrite=overwrite or resume)
+    if journal is not None:
+        journal.finish()
     return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started, "output": os.fspath(out)})
+
+
+def _name_of(features: PathLike | gpd.GeoDataFrame) -> str:
+    return "<GeoDataFrame>" if isinstance(features, gpd.GeoDataFrame) else os.fspath(features)
 
 
 def _extra_fields(frame: gpd.GeoDataFrame | None, mode: str) -> tuple[str, ...]:
@@ -125,6 +177,7 @@ def _classify_features(
     target_crs: CRS | None,
     progress: bool,
     execution: Execution,
+    journal: Journal | None = None,
 ) -> tuple[gpd.GeoDataFrame, Summary]:
     skipped = 0
     if area is not None:
@@ -138,7 +191,7 @@ def _classify_features(
         )
     with progress_bar(len(frame) if mode == "mosaic" else None, progress) as advance:
         if mode == "mosaic":
-            predictions = classify_mosaic(model, refs, frame, features, cell_size, advance, execution)
+            predictions = classify_mosaic(model, refs, frame, features, cell_size, advance, execution, journal)
             base = frame
         else:
             rows = classify_items(model, refs, frame, features, cell_size, advance, execution)

@@ -18,7 +18,7 @@ import click
 from . import __version__
 from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model, sample_paths
 from .arguments import split_assignments
-from .errors import GeoclassifyError, GeoclassifyWarning
+from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted
 from .packaging import build_package, class_list
 
 EXIT_ERROR = 1
@@ -90,6 +90,7 @@ def cli() -> None:
 @click.option("--retries", type=int, default=0, show_default=True, help="Run a failed batch again this many times.")
 @click.option("--recycle-interval", type=int, metavar="N", help="Replace worker processes after N batches.")
 @click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run writing the same --out.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def classify(
@@ -112,6 +113,7 @@ def classify(
     retries: int,
     recycle_interval: int | None,
     trust_code: bool,
+    resume: bool,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -138,6 +140,7 @@ def classify(
         parallel_factor=parallel_factor,
         retries=retries,
         recycle_interval=recycle_interval,
+        resume=resume,
     )
     click.echo(f"geoclassify: {summary.line()}", err=True)
 
@@ -316,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except click.exceptions.Abort:
         click.echo("geoclassify: interrupted; no output was written", err=True)
+        return EXIT_INTERRUPTED
+    except RunInterrupted as exc:
+        click.echo(f"geoclassify: {exc}; no output was written yet", err=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         click.echo("geoclassify: interrupted; no output was written", err=True)

@@ -68,6 +68,10 @@ class SettingError(GeoclassifyError, ValueError):
     """An environment setting (extent, cell size, coordinate system, processing mode) is not usable."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run whose results so far are saved; the message says how to resume."""
+
+
 class GeoclassifyWarning(UserWarning):
     """Base of the warnings geoclassify emits; the CLI prints them as one line each."""
 

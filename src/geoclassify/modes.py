@@ -18,6 +18,7 @@ import shapely
 
 from .errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
 from .images import ImageRef
+from .journal import Journal
 from .model import Model
 from .mosaic import GridSource, mosaic_grid
 from .parallel import Execution
@@ -52,10 +53,13 @@ def classify_mosaic(
     cell_size: float | None,
     advance: Advance | None,
     execution: Execution | None = None,
+    journal: Journal | None = None,
 ) -> Predictions:
     with open_mosaic(refs, cell_size) as raster:
         geometries = geometries_in(frame, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
-        return classify_geometries(model, raster, geometries, advance, execution, partial(open_mosaic, refs, cell_size))
+        return classify_geometries(
+            model, raster, geometries, advance, execution, partial(open_mosaic, refs, cell_size), journal
+        )
 
 
 @dataclass

@@ -18,6 +18,7 @@ import shapely
 
 from .chips import Chip, ChipSpec, cut_chip, pixel_geometries, plan_windows
 from .errors import BlackenIgnoredWarning, CellSizeWarning, InferenceError, ModelMismatchError
+from .journal import Journal
 from .model import Model
 from .parallel import Execution, Task, run_tasks
 from .raster import RasterSource
@@ -87,11 +88,13 @@ def classify_geometries(
     progress: Callable[[int], None] | None = None,
     execution: Execution | None = None,
     opener: Callable[[], RasterSource] | None = None,
+    journal: Journal | None = None,
 ) -> Predictions:
     """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS.
 
     With ``execution.workers`` and an ``opener`` (how a worker opens the same raster) the batches run on worker
-    processes; otherwise here, cutting the next chips while the model runs.
+    processes; otherwise here, cutting the next chips while the model runs. With a ``journal`` the results are
+    saved as they come, and what it already holds is not classified again.
     """
     execution = execution or Execution()
     definition = model.definition
@@ -116,6 +119,12 @@ def classify_geometries(
     class_index = np.full(n, -1, dtype=np.int64)
     confidence = np.full(n, np.nan, dtype=np.float64)
     coverage = np.zeros(n, dtype=np.float64)
+    if journal is not None:
+        done, labels, scores, covered = journal.saved()
+        class_index[done], confidence[done], coverage[done] = labels, scores, covered
+        todo = np.setdiff1d(todo, done)
+        if progress is not None and len(done):
+            progress(len(done))
     if len(todo) == 0:
         return Predictions(class_index, confidence, coverage, empty, outside)
 
@@ -139,6 +148,8 @@ def classify_geometries(
         class_index[targets[classified]] = labels[classified]
         confidence[targets[classified]] = scores[classified]
         coverage[targets] = covered
+        if journal is not None:
+            journal.add(targets, labels, scores, covered)
         if progress is not None:
             progress(len(targets))
 

@@ -1,0 +1,107 @@
+"""Resumable runs: results are saved batch by batch beside the output, so a killed run can be continued.
+
+The journal is a hidden folder next to the output (``.NAME.geoclassify-run``) holding what the run was (inputs,
+model, settings) and the results so far, in part files each written atomically (temporary name, then rename),
+so a SIGKILL or a power cut loses at most the batches not yet saved. ``--resume`` classifies only what is
+missing; the final output is written once, atomically, and the journal removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import OutputError
+
+#: Results are saved at least this often (seconds) and whenever this many features are waiting.
+FLUSH_SECONDS = 1.0
+FLUSH_FEATURES = 4096
+
+
+def journal_folder(out: str | os.PathLike[str]) -> Path:
+    path = Path(out)
+    return path.parent / f".{path.name}.geoclassify-run"
+
+
+class Journal:
+    """Results of one run so far, keyed by the feature's position in the input."""
+
+    def __init__(self, out: str | os.PathLike[str], fingerprint: dict[str, Any], resume: bool, overwrite: bool) -> None:
+        self.folder = journal_folder(out)
+        self.out = os.fspath(out)
+        self._buffer: list[tuple[np.ndarray, ...]] = []
+        self._buffered = 0
+        self._last_flush = time.monotonic()
+        self._parts = 0
+        recorded = self.folder / "run.json"
+        if self.folder.exists() and recorded.exists():
+            if resume:
+                previous = json.loads(recorded.read_text())
+                if previous != fingerprint:
+                    changed = sorted(
+                        k for k in fingerprint.keys() | previous.keys() if fingerprint.get(k) != previous.get(k)
+                    )
+                    raise OutputError(
+                        f"cannot resume {self.out!r}: the interrupted run had other {', '.join(changed)}; run the "
+                        "same command as before with --resume, or start again with --overwrite"
+                    )
+                self._parts = len(list(self.folder.glob("part-*.npz")))
+                return
+            if not overwrite:
+                raise OutputError(
+                    f"a run writing {self.out!r} was interrupted; continue it with --resume (same command), or start "
+                    "again with --overwrite"
+                )
+        elif resume:
+            raise OutputError(f"nothing to resume: no interrupted run writing {self.out!r}")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        _write_atomically(recorded, json.dumps(fingerprint, sort_keys=True).encode())
+
+    def saved(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(targets, class index, confidence, coverage) of every feature already done."""
+        parts = sorted(self.folder.glob("part-*.npz"))
+        if not parts:
+            empty = np.zeros(0)
+            return empty.astype(np.int64), empty.astype(np.int64), empty, empty
+        loaded = [np.load(p) for p in parts]
+        return tuple(np.concatenate([d[k] for d in loaded]) for k in ("targets", "labels", "scores", "coverage"))
+
+    def add(self, targets: np.ndarray, labels: np.ndarray, scores: np.ndarray, coverage: np.ndarray) -> None:
+        self._buffer.append((np.asarray(targets), np.asarray(labels), np.asarray(scores), np.asarray(coverage)))
+        self._buffered += len(targets)
+        if self._buffered >= FLUSH_FEATURES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        arrays = {
+            name: np.concatenate([b[i] for b in self._buffer])
+            for i, name in enumerate(("targets", "labels", "scores", "coverage"))
+        }
+        path = self.folder / f"part-{self._parts:06d}.npz"
+        temp = path.with_name(path.name + ".partial")
+        with open(temp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        self._parts += 1
+        self._buffer, self._buffered, self._last_flush = [], 0, time.monotonic()
+
+    def finish(self) -> None:
+        """The output is written: the journal has served."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    temp = path.with_name(path.name + ".partial")
+    temp.write_bytes(content)
+    os.replace(temp, path)
