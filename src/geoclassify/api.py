@@ -101,7 +101,8 @@ def classify_objects(
             "layer": features_layer,
             "count": len(frame),
             "model": loaded.package.origin or loaded.package.source,
-            "arguments": {k: str(v) for k, v in loaded.arguments.items()},
+            # batch_size is left out: results do not depend on it, so a resumed run may use another.
+            "arguments": {k: str(v) for k, v in loaded.arguments.items() if k != "batch_size"},
             "label_field": label_field,
             "extent": repr(area),
             "cell_size": cell_size,
@@ -132,6 +133,9 @@ def classify_objects(
             raise
         journal.flush()
         saved = len(journal.saved()[0])
+        if not saved:
+            journal.finish()
+            raise
         raise RunInterrupted(
             f"interrupted; {saved} of {len(frame)} features are saved: run the same command with --resume to continue"
         ) from None

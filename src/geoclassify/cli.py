@@ -317,14 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     except GeoclassifyError as exc:
         click.echo(f"geoclassify: error: {exc}", err=True)
         return EXIT_ERROR
-    except click.exceptions.Abort:
-        click.echo("geoclassify: interrupted; no output was written", err=True)
-        return EXIT_INTERRUPTED
-    except RunInterrupted as exc:
-        click.echo(f"geoclassify: {exc}; no output was written yet", err=True)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        click.echo("geoclassify: interrupted; no output was written", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns Ctrl-C into Abort; the run's own message, if any, rides along as its cause.
+        cause = exc if isinstance(exc, RunInterrupted) else exc.__cause__ or exc.__context__
+        if isinstance(cause, RunInterrupted):
+            click.echo(f"geoclassify: {cause}; no output was written yet", err=True)
+        else:
+            click.echo("geoclassify: interrupted; no output was written", err=True)
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()

@@ -19,9 +19,10 @@ import numpy as np
 
 from .errors import OutputError
 
-#: Results are saved at least this often (seconds) and whenever this many features are waiting.
+#: Results are saved at least this often (seconds) and whenever this many features are waiting
+#: (GEOCLASSIFY_JOURNAL_FEATURES overrides it: smaller saves more often, in more files).
 FLUSH_SECONDS = 1.0
-FLUSH_FEATURES = 4096
+FLUSH_FEATURES = int(os.environ.get("GEOCLASSIFY_JOURNAL_FEATURES", "4096"))
 
 
 def journal_folder(out: str | os.PathLike[str]) -> Path:

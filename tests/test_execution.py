@@ -1,0 +1,156 @@
+"""Execution at scale: same answers whatever the batch size, worker count or order; resume after a real kill;
+Ctrl-C; the parallel processing factor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+from geoclassify.errors import SettingError
+from geoclassify.journal import journal_folder
+from geoclassify.parallel import parse_parallel_factor
+
+from conftest import flat_package, run_classify, write_raster
+
+X, Y = 500000.0, 4650000.0
+
+
+@pytest.fixture(scope="module")
+def town(tmp_path_factory):
+    """2,000 houses over a 1,200 x 1,200 raster, some at the edges."""
+    folder = tmp_path_factory.mktemp("town")
+    rng = np.random.default_rng(5)
+    raster = write_raster(folder / "town.tif", rng.integers(0, 255, (3, 1200, 1200), dtype=np.uint8))
+    xs, ys = rng.uniform(-5, 605, 2000), rng.uniform(-5, 605, 2000)
+    houses = gpd.GeoDataFrame(
+        {"id": np.arange(2000)},
+        geometry=[shapely.box(X + x, Y - y - 4, X + x + 4, Y - y) for x, y in zip(xs, ys, strict=True)],
+        crs="EPSG:32633",
+    )
+    houses.to_file(folder / "houses.gpkg")
+    package, _, _ = flat_package(folder, BlackenAroundFeature=1)
+    return folder, raster, folder / "houses.gpkg", package
+
+
+def read(path):
+    return gpd.read_file(path).set_index("id").sort_index()
+
+
+def test_same_answers_whatever_the_batch_size_and_workers(town, tmp_path):
+    folder, raster, houses, package = town
+    runs = {}
+    for name, extra in {
+        "b16": ["--argument", "batch_size=16"],
+        "b7": ["--argument", "batch_size=7"],
+        "w2": ["--parallel-factor", "2", "--argument", "batch_size=64"],
+        "w1r": ["--parallel-factor", "1", "--recycle-interval", "3", "--argument", "batch_size=32"],
+    }.items():
+        result = run_classify(raster, package, houses, tmp_path / f"{name}.gpkg", "-q", *extra)
+        assert result.returncode == 0, result.stderr
+        runs[name] = gpd.read_file(tmp_path / f"{name}.gpkg")
+    first = runs["b16"]
+    assert list(first["id"]) == list(range(2000))  # input order
+    for name, other in runs.items():
+        assert list(other["id"]) == list(range(2000)), name
+        assert list(other["ClassLabel"]) == list(first["ClassLabel"]), name
+        np.testing.assert_allclose(other["Confidence"], first["Confidence"], atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(other["Coverage"], first["Coverage"], atol=1e-12, err_msg=name)
+    assert first["ClassLabel"].notna().sum() > 1900
+
+
+def test_resume_after_sigkill_holds_every_feature_once(town, tmp_path):
+    folder, raster, houses, package = town
+    reference = tmp_path / "whole.gpkg"
+    assert run_classify(raster, package, houses, reference, "-q").returncode == 0
+    out = tmp_path / "killed.gpkg"
+    args = [
+        sys.executable,
+        "-m",
+        "geoclassify",
+        "classify",
+        "--image",
+        str(raster),
+        "--model",
+        str(package),
+        "--features",
+        str(houses),
+        "--out",
+        str(out),
+        "-q",
+        "--argument",
+        "batch_size=1",
+    ]
+    env = {**os.environ, "GEOCLASSIFY_JOURNAL_FEATURES": "1"}
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
+    journal = journal_folder(out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(journal.glob("part-*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: a power cut
+    proc.wait()
+    saved = len(list(journal.glob("part-*.npz")))
+    assert saved >= 3 and not out.exists()
+    again = run_classify(raster, package, houses, out, "-q")
+    assert again.returncode == 1 and "--resume" in again.stderr
+    resumed = run_classify(raster, package, houses, out, "-q", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    got, want = read(out), read(reference)
+    assert len(got) == 2000 and got.index.is_unique
+    assert list(got["ClassLabel"]) == list(want["ClassLabel"])
+    np.testing.assert_allclose(got["Confidence"], want["Confidence"], atol=1e-5)
+    assert not journal.exists()
+    nothing = run_classify(raster, package, houses, tmp_path / "fresh.gpkg", "--resume")
+    assert nothing.returncode == 1 and "nothing to resume" in nothing.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(town, tmp_path):
+    folder, raster, houses, package = town
+    out = tmp_path / "stopped.gpkg"
+    args = [
+        sys.executable,
+        "-m",
+        "geoclassify",
+        "classify",
+        "--image",
+        str(raster),
+        "--model",
+        str(package),
+        "--features",
+        str(houses),
+        "--out",
+        str(out),
+        "-q",
+        "--argument",
+        "batch_size=1",
+    ]
+    proc = subprocess.Popen(
+        args, env={**os.environ, "GEOCLASSIFY_JOURNAL_FEATURES": "1"}, stderr=subprocess.PIPE, text=True
+    )
+    journal = journal_folder(out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(journal.glob("part-*.npz")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "features are saved: run the same command with --resume" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    resumed = run_classify(raster, package, houses, out, "-q", "--resume")
+    assert resumed.returncode == 0 and len(gpd.read_file(out)) == 2000
+
+
+def test_parallel_factor_forms():
+    assert parse_parallel_factor(None) == 0 and parse_parallel_factor("3") == 3
+    assert parse_parallel_factor("50%", cores=8) == 4 and parse_parallel_factor("100%", cores=2) == 2
+    assert parse_parallel_factor("1%", cores=2) == 1
+    for bad in ("-1", "150%", "many"):
+        with pytest.raises(SettingError, match="--parallel-factor"):
+            parse_parallel_factor(bad, cores=2)
