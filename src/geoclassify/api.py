@@ -17,6 +17,7 @@ from rasterio.crs import CRS
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode
 from .errors import (
     CRSMismatchError,
+    GeoclassifyError,
     NoOverlapWarning,
     RunInterrupted,
     SettingError,
@@ -138,6 +139,18 @@ def classify_objects(
             raise
         raise RunInterrupted(
             f"interrupted; {saved} of {len(frame)} features are saved: run the same command with --resume to continue"
+        ) from None
+    except GeoclassifyError as exc:
+        if journal is None:
+            raise
+        journal.flush()
+        saved = len(journal.saved()[0])
+        if not saved:
+            journal.finish()
+            raise
+        raise type(exc)(
+            f"{exc}\nThe {saved} features classified before the failure are saved; fix the cause and run the same "
+            "command with --resume to go on from there."
         ) from None
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:

@@ -1,0 +1,115 @@
+"""--retries: a batch that fails once is run again; one that always fails stops the run naming its features."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import emd_for, leftovers, run_classify, write_dlpk, write_raster
+
+X, Y = 500000.0, 4650000.0
+MARKED = 17  # the feature whose chip carries the marker pixel
+
+
+@pytest.fixture(scope="module")
+def marked(tmp_path_factory):
+    """40 houses on a raster of values up to 200, with one 255 pixel at the top-left corner of feature 17's chip."""
+    folder = tmp_path_factory.mktemp("retries")
+    rng = np.random.default_rng(8)
+    data = rng.integers(0, 200, (3, 200, 200), dtype=np.uint8)
+    boxes = [shapely.box(X + x, Y - y - 3, X + x + 3, Y - y) for x, y in rng.uniform(10, 85, size=(40, 2))]
+    minx, miny, maxx, maxy = boxes[MARKED].bounds
+    col = math.floor(((minx + maxx) / 2 - X) / 0.5 - 8 + 0.5)
+    row = math.floor((Y - (miny + maxy) / 2) / 0.5 - 8 + 0.5)
+    data[0, row, col] = 255
+    raster = write_raster(folder / "marked.tif", data)
+    gpd.GeoDataFrame({"id": range(40)}, geometry=boxes, crs="EPSG:32633").to_file(folder / "houses.gpkg")
+    return folder, raster, folder / "houses.gpkg"
+
+
+def failing_onnx(path):
+    """Reshape to [-1, 768] normally, but to the impossible [-1, -1] when a chip's first pixel is very bright."""
+    first = helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["corner"])
+    nodes = [
+        first,
+        helper.make_node("Greater", ["corner", "threshold"], ["bright"]),
+        helper.make_node("Cast", ["bright"], ["bright_int"], to=TensorProto.INT64),
+        helper.make_node("ReduceMax", ["bright_int"], ["flag"], keepdims=0),
+        helper.make_node("Mul", ["flag", "delta"], ["shift"]),
+        helper.make_node("Add", ["shape", "shift"], ["target"]),
+        helper.make_node("Reshape", ["input", "target"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 0], np.int64), "starts"),
+        numpy_helper.from_array(np.array([1, 1, 1], np.int64), "ends"),
+        numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "threshold"),
+        numpy_helper.from_array(np.array([0, -769], np.int64), "delta"),
+        numpy_helper.from_array(np.array([-1, 768], np.int64), "shape"),
+        numpy_helper.from_array(np.random.default_rng(0).normal(size=(2, 768)).astype(np.float32) / 28, "W"),
+        numpy_helper.from_array(np.zeros(2, np.float32), "B"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fails_on_marker",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_a_batch_that_always_fails_stops_the_run_naming_its_features(marked, tmp_path, workers):
+    folder, raster, houses = marked
+    package = write_dlpk(tmp_path / "fails.dlpk", emd_for(), failing_onnx(tmp_path / "model.onnx"))
+    extra = ["--retries", "2", "--argument", "batch_size=4"] + (["--parallel-factor", workers] if workers else [])
+    result = run_classify(raster, package, houses, tmp_path / "out.gpkg", *extra)
+    assert result.returncode == 1, result.stderr
+    assert "a batch failed 3 times (--retries 2)" in result.stderr
+    assert f"feature {MARKED}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.gpkg").exists()
+    # The batches that worked are saved, so the run can go on once the cause is fixed.
+    assert "features classified before the failure are saved" in result.stderr or not leftovers(tmp_path, "out")
+
+
+def test_a_batch_that_fails_once_is_run_again(marked, tmp_path):
+    torch = pytest.importorskip("torch")
+    folder, raster, houses = marked
+
+    class FailOnce(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = 0
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if bool((x[:, 0, 0, 0] > 2.0).any()) and self.failures < 1:
+                self.failures += 1
+                raise RuntimeError("simulated failure on a marked chip")
+            return self.linear(x.mean(dim=(2, 3)))
+
+    torch.jit.save(torch.jit.script(FailOnce()), str(tmp_path / "once.pt"))
+    package = write_dlpk(
+        tmp_path / "once.dlpk", emd_for(model_file="once.pt", Framework="PyTorch"), tmp_path / "once.pt"
+    )
+    failed = run_classify(raster, package, houses, tmp_path / "no_retry.gpkg", "--argument", "batch_size=4")
+    assert failed.returncode == 1 and f"feature {MARKED}" in failed.stderr
+    assert "simulated failure on a marked chip" in failed.stderr
+    retried = run_classify(
+        raster, package, houses, tmp_path / "retried.gpkg", "--retries", "1", "--argument", "batch_size=4"
+    )
+    assert retried.returncode == 0, retried.stderr
+    got = gpd.read_file(tmp_path / "retried.gpkg")
+    assert len(got) == 40 and got["ClassLabel"].notna().all()
