@@ -124,8 +124,14 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def classify_argv(image, model, features, out, *extra) -> list[str]:
+    """The command line of ``geoclassify classify`` with the four main options, plus any others."""
+    options = ["--image", image, "--model", model, "--features", features, "--out", out, *extra]
+    return [sys.executable, "-m", "geoclassify", "classify", *map(str, options)]
+
+
 def run_classify(image, model, features, out, *extra: str) -> subprocess.CompletedProcess:
-    """``geoclassify classify`` with the four required options, plus any others."""
+    """``geoclassify classify`` with the four main options, plus any others."""
     return run_cli("classify", "--image", image, "--model", model, "--features", features, "--out", out, *extra)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import geopandas as gpd
@@ -18,7 +17,7 @@ from geoclassify.errors import SettingError
 from geoclassify.journal import journal_folder
 from geoclassify.parallel import parse_parallel_factor
 
-from conftest import flat_package, run_classify, write_raster
+from conftest import classify_argv, flat_package, run_classify, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -71,23 +70,7 @@ def test_resume_after_sigkill_holds_every_feature_once(town, tmp_path):
     reference = tmp_path / "whole.gpkg"
     assert run_classify(raster, package, houses, reference, "-q").returncode == 0
     out = tmp_path / "killed.gpkg"
-    args = [
-        sys.executable,
-        "-m",
-        "geoclassify",
-        "classify",
-        "--image",
-        str(raster),
-        "--model",
-        str(package),
-        "--features",
-        str(houses),
-        "--out",
-        str(out),
-        "-q",
-        "--argument",
-        "batch_size=1",
-    ]
+    args = classify_argv(raster, package, houses, out, "-q", "--argument", "batch_size=1")
     env = {**os.environ, "GEOCLASSIFY_JOURNAL_FEATURES": "1"}
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
     journal = journal_folder(out)
@@ -114,23 +97,7 @@ def test_resume_after_sigkill_holds_every_feature_once(town, tmp_path):
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(town, tmp_path):
     folder, raster, houses, package = town
     out = tmp_path / "stopped.gpkg"
-    args = [
-        sys.executable,
-        "-m",
-        "geoclassify",
-        "classify",
-        "--image",
-        str(raster),
-        "--model",
-        str(package),
-        "--features",
-        str(houses),
-        "--out",
-        str(out),
-        "-q",
-        "--argument",
-        "batch_size=1",
-    ]
+    args = classify_argv(raster, package, houses, out, "-q", "--argument", "batch_size=1")
     proc = subprocess.Popen(
         args, env={**os.environ, "GEOCLASSIFY_JOURNAL_FEATURES": "1"}, stderr=subprocess.PIPE, text=True
     )

@@ -14,7 +14,7 @@ from geoclassify import classify_objects
 from geoclassify.cli import main
 from geoclassify.errors import OutputError
 
-from conftest import flat_package, leftovers, run_cli, write_raster
+from conftest import classify_argv, flat_package, leftovers, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -127,7 +127,6 @@ def test_progress_bar_on_a_terminal(inputs, tmp_path):
     import os
     import struct
     import subprocess
-    import sys
     import termios
 
     raster, _, package = inputs
@@ -140,22 +139,7 @@ def test_progress_bar_on_a_terminal(inputs, tmp_path):
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
         out = tmp_path / f"p{quiet}.gpkg"
-        args = [
-            sys.executable,
-            "-m",
-            "geoclassify",
-            "classify",
-            "--image",
-            str(raster),
-            "--model",
-            str(package),
-            "--features",
-            str(tmp_path / "many.gpkg"),
-            "--out",
-            str(out),
-            "--argument",
-            "batch_size=1",
-        ]
+        args = classify_argv(raster, package, tmp_path / "many.gpkg", out, "--argument", "batch_size=1")
         env = {**os.environ, "GEOCLASSIFY_PROGRESS_DELAY": "0"}
         proc = subprocess.run(
             args + (["--quiet"] if quiet else []), stderr=follower, stdout=subprocess.DEVNULL, timeout=300, env=env

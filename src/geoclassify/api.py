@@ -130,23 +130,15 @@ def classify_objects(
                 journal,
             )
     except KeyboardInterrupt:
-        if journal is None:
-            raise
-        journal.flush()
-        saved = len(journal.saved()[0])
+        saved = journal.settle() if journal is not None else 0
         if not saved:
-            journal.finish()
             raise
         raise RunInterrupted(
             f"interrupted; {saved} of {len(frame)} features are saved: run the same command with --resume to continue"
         ) from None
     except GeoclassifyError as exc:
-        if journal is None:
-            raise
-        journal.flush()
-        saved = len(journal.saved()[0])
+        saved = journal.settle() if journal is not None else 0
         if not saved:
-            journal.finish()
             raise
         raise type(exc)(
             f"{exc}\nThe {saved} features classified before the failure are saved; fix the cause and run the same "

@@ -97,6 +97,15 @@ class Journal:
         self._parts += 1
         self._buffer, self._buffered, self._last_flush = [], 0, time.monotonic()
 
+    def settle(self) -> int:
+        """After an interruption or a failure: save what is waiting and return how many features are saved; a
+        journal with nothing in it is removed, as there is nothing to resume."""
+        self.flush()
+        saved = len(self.saved()[0])
+        if not saved:
+            self.finish()
+        return saved
+
     def finish(self) -> None:
         """The output is written: the journal has served."""
         shutil.rmtree(self.folder, ignore_errors=True)
