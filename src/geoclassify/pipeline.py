@@ -1,8 +1,8 @@
 """The classification loop: geometries in the raster's CRS in, one class index, confidence and coverage out.
 
-Features are visited in raster order (by window row band, then column) so neighbouring chips hit GDAL's
-block cache, and results are scattered back to input order. No feature is dropped: empty geometries
-and features outside the raster come back with class index -1 and coverage 0.
+Features are grouped by the raster tile their chip falls in, tiles visited along a Z-order curve, and each tile's
+pixels read once for all its chips; results are scattered back to input order. No feature is dropped: empty
+geometries and features outside the raster come back with class index -1 and coverage 0.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def classify_geometries(
             stacklevel=2,
         )
     windows = plan_windows(shapely.bounds(geoms), spec, points)
-    order = np.concatenate(tile_groups(windows))
+    groups = tile_groups(windows)
     polygons = np.where(polygonal, geoms, None)
 
     def record(targets: np.ndarray, labels: np.ndarray, scores: np.ndarray, covered: np.ndarray) -> None:
@@ -155,6 +155,7 @@ def classify_geometries(
 
     if execution.workers and opener is not None:
         step = model.batch_size
+        order = np.concatenate(groups)
         tasks = [
             Task(todo[part], windows[part], [shapely.to_wkb(p) if p is not None else None for p in polygons[part]])
             for part in (order[i : i + step] for i in range(0, len(order), step))
@@ -162,7 +163,7 @@ def classify_geometries(
         run_tasks(tasks, execution, (model.recipe(), opener, spec, band_indexes), lambda task, result: record(*result))
     else:
         with _ChipBatches(model, band_indexes, execution.retries, record) as batches:
-            for group in tile_groups(windows):
+            for group in groups:
                 region = _read_region(raster, windows[group])
                 for i in group:
                     batches.add(todo[i], cut_chip(region.reader, windows[i], spec, polygons[i]))
