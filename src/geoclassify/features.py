@@ -15,6 +15,7 @@ import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from .errors import FeatureSourceError, GeoclassifyWarning
+from .images import is_remote
 
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 
@@ -32,7 +33,7 @@ def list_layers(path: str | os.PathLike[str]) -> list[str]:
 def read_features(path: str | os.PathLike[str], layer: str | None = None) -> gpd.GeoDataFrame:
     """Read a whole layer; a missing layer name is an error that lists the layers there are."""
     text = os.fspath(path)
-    if "://" not in text and not text.startswith("/vsi") and not Path(text).exists():
+    if not is_remote(text) and not Path(text).exists():
         raise FeatureSourceError(f"feature layer {text!r} not found; check the path given to --features")
     if text.lower().endswith(PARQUET_SUFFIXES):
         try:

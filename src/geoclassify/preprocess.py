@@ -68,11 +68,3 @@ class Preprocessor:
         out *= self.scale
         out += self.offset
         return out
-
-    def describe(self) -> str:
-        return (
-            "per-band scale "
-            + ", ".join(f"{s:.6g}" for s in self.scale.ravel())
-            + "; offset "
-            + ", ".join(f"{o:.6g}" for o in self.offset.ravel())
-        )

@@ -21,6 +21,7 @@ from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, Raster
 from rasterio.windows import Window
 
 from .errors import RasterError
+from .images import is_remote
 
 
 class RasterSource:
@@ -29,7 +30,7 @@ class RasterSource:
     def __init__(self, path: str | os.PathLike[str], label: str | None = None) -> None:
         location = os.fspath(path)
         self.path = label or location  # what the user called it, for messages
-        if "://" not in location and not location.startswith("/vsi") and not Path(location).exists():
+        if not is_remote(location) and not Path(location).exists():
             raise RasterError(f"raster {self.path!r} not found; check the path given to --image")
         try:
             with warnings.catch_warnings():
