@@ -121,3 +121,27 @@ def test_parallel_factor_forms():
     for bad in ("-1", "150%", "many"):
         with pytest.raises(SettingError, match="--parallel-factor"):
             parse_parallel_factor(bad, cores=2)
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".csv", ".fgb"])
+def test_streamed_layers_give_the_same_output(town, tmp_path, monkeypatch, suffix):
+    """A layer above the streaming size is classified from its geometries and written batch by batch."""
+    folder, raster, houses, package = town
+    extra = ["-q", "--extent", str(X + 100), str(Y - 500), str(X + 500), str(Y - 100), "--out-crs", "EPSG:4326"]
+    whole = tmp_path / f"whole{suffix}"
+    assert run_classify(raster, package, houses, whole, *extra).returncode == 0
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_FEATURES", "1")
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_BATCH", "97")
+    streamed = tmp_path / f"streamed{suffix}"
+    result = run_classify(raster, package, houses, streamed, *extra)
+    assert result.returncode == 0, result.stderr
+    reader = gpd.read_file if suffix != ".csv" else __import__("pandas").read_csv
+    a, b = reader(whole), reader(streamed)
+    if suffix == ".fgb":  # FlatGeobuf may return rows in another order
+        a, b = a.sort_values("id").reset_index(drop=True), b.sort_values("id").reset_index(drop=True)
+    assert 300 < len(a) < 1900 and len(a) == len(b)
+    assert list(a["id"]) == list(b["id"])
+    assert list(a["ClassLabel"].fillna("")) == list(b["ClassLabel"].fillna(""))
+    np.testing.assert_allclose(a["Confidence"], b["Confidence"], atol=1e-5)
+    if suffix != ".csv":
+        assert b.crs.to_epsg() == 4326 and a.geometry.geom_equals_exact(b.geometry, tolerance=1e-9).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +23,17 @@ from .errors import (
     SettingError,
     UnreferencedImagesWarning,
 )
-from .features import read_features
-from .images import ImageRef, resolve_images
+from .features import PARQUET_SUFFIXES, layer_info, read_features, stream_features
+from .images import ImageRef, is_remote, resolve_images
 from .journal import Journal
 from .model import Model, load_model
 from .modes import classify_items, classify_mosaic
-from .output import check_output, write_output
+from .output import check_output, write_batches, write_output
 from .parallel import Execution, check_execution, parse_parallel_factor
 from .pipeline import chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
-from .results import DEFAULT_LABEL_FIELD, check_fields, describe, geometry_last, result_columns
+from .results import DEFAULT_LABEL_FIELD, RESULT_FIELDS, check_fields, describe, geometry_last, result_columns
 from .whole_images import classify_whole_images, select_images, to_crs
 
 PathLike = str | os.PathLike[str]
@@ -88,10 +88,20 @@ def classify_objects(
     execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval)
     if out is not None:
         check_output(out, overwrite)
-    frame = None
+    frame, columns, streamed = None, None, False
     if features is not None:
-        frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
-    check_fields(frame, label_field, features, out, extra=_extra_fields(frame, mode))
+        streamed = _should_stream(features, features_layer, mode, out)
+        if isinstance(features, gpd.GeoDataFrame):
+            frame = features
+        else:
+            # A big layer is classified from its geometries alone; its attributes stream to the output in batches.
+            frame = read_features(features, features_layer, columns=[] if streamed else None)
+        columns = (
+            list(layer_info(features, features_layer)["fields"])
+            if streamed
+            else [str(c) for c in frame.columns if c != frame.geometry.name]
+        )
+    check_fields(columns, label_field, features, out, extra=_extra_fields(frame, mode))
     loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
     journal = None
@@ -144,11 +154,17 @@ def classify_objects(
             f"{exc}\nThe {saved} features classified before the failure are saved; fix the cause and run the same "
             "command with --resume to go on from there."
         ) from None
+    kept = rows.attrs.pop("kept", None)
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:
         rows.attrs["summary"] = summary
         return rows
-    write_output(rows, out, layer=out_layer, overwrite=overwrite or resume)
+    if streamed:
+        info = layer_info(features, features_layer)
+        batches = _streamed_rows(features, features_layer, rows, kept, label_field, target_crs)
+        write_batches(batches, out, out_layer, overwrite=overwrite or resume, geometry_type=info["geometry_type"])
+    else:
+        write_output(rows, out, layer=out_layer, overwrite=overwrite or resume)
     if journal is not None:
         journal.finish()
     return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started, "output": os.fspath(out)})
@@ -156,6 +172,44 @@ def classify_objects(
 
 def _name_of(features: PathLike | gpd.GeoDataFrame) -> str:
     return "<GeoDataFrame>" if isinstance(features, gpd.GeoDataFrame) else os.fspath(features)
+
+
+#: Layers of at least this many features (GEOCLASSIFY_STREAM_FEATURES) are never held whole in memory: only their
+#: geometries are read at once, and their attributes are streamed to the output in batches.
+STREAM_FEATURES = int(os.environ.get("GEOCLASSIFY_STREAM_FEATURES", "250000"))
+
+
+def _should_stream(features: PathLike | gpd.GeoDataFrame, layer: str | None, mode: str, out: PathLike | None) -> bool:
+    if isinstance(features, gpd.GeoDataFrame) or out is None or mode != "mosaic":
+        return False
+    text = os.fspath(features)
+    if text.lower().endswith(PARQUET_SUFFIXES) or not (is_remote(text) or Path(text).exists()):
+        return False  # GeoParquet is read whole; a missing file gets its own error when read
+    return int(layer_info(features, layer)["features"]) >= STREAM_FEATURES
+
+
+def _streamed_rows(
+    features: PathLike,
+    layer: str | None,
+    rows: gpd.GeoDataFrame,
+    kept: np.ndarray | None,
+    label_field: str,
+    target_crs: CRS | None,
+) -> Iterator[gpd.GeoDataFrame]:
+    """The input layer again, batch by batch, with each row's results joined by position (the same reader gives
+    the same order); rows the extent left out are skipped."""
+    results = rows[[label_field, *RESULT_FIELDS]]
+    position = row = 0
+    for batch in stream_features(features, layer):
+        count = len(batch)
+        mask = np.ones(count, dtype=bool) if kept is None else kept[position : position + count]
+        part = batch.loc[mask].copy()
+        for name in results.columns:
+            part[name] = results[name].array[row : row + len(part)]
+        part = geometry_last(part)
+        yield part.to_crs(target_crs.to_wkt()) if target_crs is not None else part
+        position += count
+        row += len(part)
 
 
 def _extra_fields(frame: gpd.GeoDataFrame | None, mode: str) -> tuple[str, ...]:
@@ -188,7 +242,7 @@ def _classify_features(
     execution: Execution,
     journal: Journal | None = None,
 ) -> tuple[gpd.GeoDataFrame, Summary]:
-    skipped = 0
+    skipped, keep = 0, None
     if area is not None:
         keep = frame.geometry.intersects(area.polygon_in(frame.crs, _processing_crs(refs))).to_numpy()
         skipped = int((~keep).sum())
@@ -215,6 +269,7 @@ def _classify_features(
     for name in columns.columns:
         result[name] = columns[name].array
     result = geometry_last(gpd.GeoDataFrame(result, geometry=frame.geometry.name, crs=frame.crs))
+    result.attrs["kept"] = keep
     if target_crs is not None:
         result = result.to_crs(target_crs.to_wkt())
     classified = predictions.class_index >= 0

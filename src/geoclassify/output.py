@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import geopandas as gpd
@@ -55,20 +56,48 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 def write_output(
-    frame: gpd.GeoDataFrame, path: str | os.PathLike[str], layer: str | None = None, overwrite: bool = False
+    frame: pd.DataFrame, path: str | os.PathLike[str], layer: str | None = None, overwrite: bool = False
 ) -> Path:
     """Write ``frame`` (a GeoDataFrame, or a plain table) to ``path`` in the format its extension names, atomically."""
+    return write_batches([frame], path, layer, overwrite)
+
+
+#: Formats written batch by batch; the others (FlatGeobuf, GeoJSON, Parquet) cannot be appended to, so their
+#: batches are gathered and written once.
+APPENDABLE = ("GPKG", "ESRI Shapefile", "CSV")
+
+
+def write_batches(
+    batches: Iterable[pd.DataFrame],
+    path: str | os.PathLike[str],
+    layer: str | None = None,
+    overwrite: bool = False,
+    geometry_type: str | None = None,
+) -> Path:
+    """Write batches of rows as one output, atomically: to a temporary file beside ``path``, renamed at the end."""
     out = check_output(path, overwrite)
     driver = DRIVERS[out.suffix.lower()]
-    if not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
-        raise OutputError(
-            f"output {os.fspath(out)!r}: the rows have no geometry (the images carry no georeference), which "
-            f"{driver} cannot hold; write a table instead: .csv, .parquet or .gpkg"
-        )
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or "."))
     try:
         temp = staging / out.name
-        _write(frame, temp, driver, layer or out.stem)
+        gathered: list[pd.DataFrame] = []
+        written = 0
+        for frame in batches:
+            if not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
+                raise OutputError(
+                    f"output {os.fspath(out)!r}: the rows have no geometry (the images carry no georeference), which "
+                    f"{driver} cannot hold; write a table instead: .csv, .parquet or .gpkg"
+                )
+            if driver in APPENDABLE:
+                _write(frame, temp, driver, layer or out.stem, append=written > 0, geometry_type=geometry_type)
+                written += 1
+            else:
+                gathered.append(frame)
+        if gathered:
+            whole = pd.concat(gathered) if len(gathered) > 1 else gathered[0]
+            if isinstance(gathered[0], gpd.GeoDataFrame):
+                whole = gpd.GeoDataFrame(whole, geometry=gathered[0].geometry.name, crs=gathered[0].crs)
+            _write(whole, temp, driver, layer or out.stem, geometry_type=geometry_type)
         if driver == "ESRI Shapefile":
             _replace_shapefile(staging, out)
         else:
@@ -78,7 +107,9 @@ def write_output(
     return out
 
 
-def _write(frame: pd.DataFrame, temp: Path, driver: str, layer: str) -> None:
+def _write(
+    frame: pd.DataFrame, temp: Path, driver: str, layer: str, append: bool = False, geometry_type: str | None = None
+) -> None:
     try:
         if driver == "Parquet":
             frame.to_parquet(temp, index=False)
@@ -89,15 +120,17 @@ def _write(frame: pd.DataFrame, temp: Path, driver: str, layer: str) -> None:
                 geometry = frame.geometry.name
                 table = pd.DataFrame(frame.drop(columns=geometry))
                 table["WKT"] = frame.geometry.to_wkt()
-            table.to_csv(temp, index=False)
+            table.to_csv(temp, index=False, mode="a" if append else "w", header=not append)
             return
-        options: dict[str, object] = {}
+        options: dict[str, object] = {"append": append} if append else {}
         if driver != "ESRI Shapefile":
             # Keep each feature's own geometry type: no silent Polygon -> MultiPolygon promotion.
             options["promote_to_multi"] = False
         if driver == "GPKG":
             options["layer"] = layer
-        if (
+        if geometry_type is not None and isinstance(frame, gpd.GeoDataFrame):
+            options["geometry_type"] = geometry_type
+        elif (
             isinstance(frame, gpd.GeoDataFrame)
             and len(set(frame.geom_type.dropna())) > 1
             and driver in ("GPKG", "FlatGeobuf")

@@ -28,7 +28,7 @@ def describe(features: PathLike | gpd.GeoDataFrame) -> str:
 
 
 def check_fields(
-    frame: gpd.GeoDataFrame | None,
+    columns: list[str] | None,
     label_field: str,
     features: PathLike | gpd.GeoDataFrame | None,
     out: PathLike | None,
@@ -45,9 +45,9 @@ def check_fields(
     added = (label_field, *RESULT_FIELDS, *extra)
     if len({name.lower() for name in added}) != len(added):
         raise OutputError(f"--label-field {label_field!r} clashes with an output field; choose another name")
-    if frame is None:
+    if columns is None:
         return
-    existing = {str(c).lower(): str(c) for c in frame.columns if c != frame.geometry.name}
+    existing = {str(c).lower(): str(c) for c in columns}
     for name in added:
         if name.lower() in existing:
             hint = "choose another --label-field" if name == label_field else "rename or drop that field"
