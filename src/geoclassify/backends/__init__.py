@@ -22,7 +22,7 @@ def create_backend(
     """Load the model with the runtime its EMD names: ONNX Runtime, TorchScript, or a Python inference function."""
     definition = package.definition
     if definition.inference_function:
-        from .python_function import PythonFunctionBackend
+        from .prf import PythonFunctionBackend
 
         return PythonFunctionBackend(package, trust_code=trust_code)
     framework = (definition.framework or "").strip()
