@@ -169,11 +169,6 @@ class GridSource:
         return self.grid.transform
 
     @property
-    def inverse_transform(self) -> tuple[float, ...]:
-        inverse = ~self.grid.transform
-        return (inverse.a, inverse.b, inverse.c, inverse.d, inverse.e, inverse.f)
-
-    @property
     def shape(self) -> tuple[int, int]:
         return (self.grid.height, self.grid.width)
 

@@ -109,7 +109,8 @@ def classify_geometries(
     check_cell_size(model, raster)
 
     n = len(geometries)
-    pixel_space = pixel_geometries(np.asarray(geometries, dtype=object), raster.inverse_transform)
+    inverse = tuple(~raster.transform)[:6]  # (a, b, c, d, e, f): map to pixel space
+    pixel_space = pixel_geometries(np.asarray(geometries, dtype=object), inverse)
     empty = shapely.is_missing(pixel_space) | shapely.is_empty(pixel_space)
     rows, cols = raster.shape
     grid = shapely.box(0, 0, cols, rows)

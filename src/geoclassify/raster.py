@@ -61,11 +61,6 @@ class RasterSource:
         return self.dataset.transform
 
     @property
-    def inverse_transform(self) -> tuple[float, ...]:
-        inverse = ~self.dataset.transform
-        return (inverse.a, inverse.b, inverse.c, inverse.d, inverse.e, inverse.f)
-
-    @property
     def shape(self) -> tuple[int, int]:
         return (self.dataset.height, self.dataset.width)
 
