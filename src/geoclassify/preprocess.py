@@ -61,7 +61,7 @@ class Preprocessor:
     def __call__(self, chips: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Normalise a (batch, bands, height, width) float32 stack; ``in_place`` reuses a stack the caller owns."""
         out = np.asarray(chips, dtype=np.float32)
-        if not in_place or out is not chips:
+        if out is chips and not in_place:  # asarray already copied anything that was not float32
             out = out.copy()
         if self.clip is not None:
             np.clip(out, self.clip[0], self.clip[1], out=out)
