@@ -123,7 +123,7 @@ def test_parallel_factor_forms():
             parse_parallel_factor(bad, cores=2)
 
 
-@pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".csv", ".fgb"])
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".csv", ".fgb", ".geojson", ".parquet"])
 def test_streamed_layers_give_the_same_output(town, tmp_path, monkeypatch, suffix):
     """A layer above the streaming size is classified from its geometries and written batch by batch."""
     folder, raster, houses, package = town
@@ -135,7 +135,7 @@ def test_streamed_layers_give_the_same_output(town, tmp_path, monkeypatch, suffi
     streamed = tmp_path / f"streamed{suffix}"
     result = run_classify(raster, package, houses, streamed, *extra)
     assert result.returncode == 0, result.stderr
-    reader = gpd.read_file if suffix != ".csv" else __import__("pandas").read_csv
+    reader = {".csv": __import__("pandas").read_csv, ".parquet": gpd.read_parquet}.get(suffix, gpd.read_file)
     a, b = reader(whole), reader(streamed)
     if suffix == ".fgb":  # FlatGeobuf may return rows in another order
         a, b = a.sort_values("id").reset_index(drop=True), b.sort_values("id").reset_index(drop=True)
@@ -145,3 +145,32 @@ def test_streamed_layers_give_the_same_output(town, tmp_path, monkeypatch, suffi
     np.testing.assert_allclose(a["Confidence"], b["Confidence"], atol=1e-5)
     if suffix != ".csv":
         assert b.crs.to_epsg() == 4326 and a.geometry.geom_equals_exact(b.geometry, tolerance=1e-9).all()
+
+
+def test_streamed_geoparquet_layer(town, tmp_path, monkeypatch):
+    """GeoParquet is streamed too: planned from its geometry column, attributes joined back batch by batch."""
+    folder, raster, houses, package = town
+    source = tmp_path / "houses.parquet"
+    gpd.read_file(houses).to_parquet(source)
+    whole = tmp_path / "whole.gpkg"
+    assert run_classify(raster, package, houses, whole, "-q").returncode == 0
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_FEATURES", "1")
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_BATCH", "300")
+    streamed = tmp_path / "streamed.parquet"
+    result = run_classify(raster, package, source, streamed, "-q")
+    assert result.returncode == 0, result.stderr
+    a, b = read(whole), gpd.read_parquet(streamed).set_index("id").sort_index()
+    assert len(a) == len(b) == 2000 and b.crs.to_epsg() == 32633
+    assert list(gpd.read_parquet(streamed)["id"]) == list(range(2000))  # input order kept
+    assert list(a["ClassLabel"].fillna("")) == list(b["ClassLabel"].fillna(""))
+    np.testing.assert_allclose(a["Confidence"], b["Confidence"], atol=1e-5)
+    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()
+
+
+def test_parquet_without_geo_metadata_is_refused(town, tmp_path):
+    folder, raster, houses, package = town
+    plain = tmp_path / "plain.parquet"
+    gpd.read_file(houses).to_wkb().to_parquet(plain)
+    result = run_classify(raster, package, plain, tmp_path / "out.gpkg")
+    assert result.returncode == 1
+    assert "without GeoParquet metadata" in result.stderr and "plain.parquet" in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +23,18 @@ from .errors import (
     SettingError,
     UnreferencedImagesWarning,
 )
-from .features import PARQUET_SUFFIXES, layer_info, read_features, stream_features
-from .images import ImageRef, is_remote, resolve_images
+from .features import layer_info, read_features
+from .images import ImageRef, resolve_images
 from .journal import Journal
 from .model import Model, load_model
 from .modes import classify_items, classify_mosaic
 from .output import check_output, write_batches, write_output
 from .parallel import Execution, check_execution, parse_parallel_factor
-from .pipeline import chip_spec
+from .pipeline import Predictions, chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
-from .results import DEFAULT_LABEL_FIELD, RESULT_FIELDS, check_fields, describe, geometry_last, result_columns
+from .results import DEFAULT_LABEL_FIELD, check_fields, describe, geometry_last, result_columns
+from .streaming import classify_streamed, should_stream, streamed_rows
 from .whole_images import classify_whole_images, select_images, to_crs
 
 PathLike = str | os.PathLike[str]
@@ -65,6 +66,7 @@ def classify_objects(
     retries: int = 0,
     recycle_interval: int | None = None,
     resume: bool = False,
+    scheduler: Any = None,
 ) -> pd.DataFrame | Summary:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
@@ -74,6 +76,8 @@ def classify_objects(
     (``extent_crs``, default the raster's CRS), ``cell_size`` and ``out_crs`` behave as Esri's, and so do the
     execution ones: ``parallel_factor`` (worker processes, or a share of the cores such as "50%"), ``retries`` (a
     failed batch is run again that many times) and ``recycle_interval`` (workers replaced after that many batches).
+    ``scheduler`` runs the batches on a Dask cluster instead: a scheduler address (``"tcp://host:8786"``),
+    ``"local"`` or ``"local:N"`` (a local cluster of N worker processes), or a ``dask.distributed.Client``.
     A run with features writing ``out`` saves its results as it goes; after it is killed, the same call with
     ``resume=True`` classifies only what is missing.
 
@@ -85,32 +89,30 @@ def classify_objects(
     cell_size = check_cell_size(cell_size)
     target_crs = parse_crs(out_crs, "--out-crs") if out_crs is not None else None
     area = extent if isinstance(extent, Extent) or extent is None else Extent.parse(extent, extent_crs)
-    execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval)
+    execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval, scheduler)
     if out is not None:
         check_output(out, overwrite)
-    frame, columns, streamed = None, None, False
+    frame, columns, streamed, total = None, None, False, 0
     if features is not None:
-        streamed = _should_stream(features, features_layer, mode, out)
-        if isinstance(features, gpd.GeoDataFrame):
-            frame = features
+        streamed = should_stream(features, features_layer, mode, out)
+        if streamed:
+            # A big layer is never read whole: it is planned from batches of geometries and its attributes are
+            # streamed to the output.
+            info = layer_info(features, features_layer)
+            columns, total = list(info["fields"]), int(info["features"])
         else:
-            # A big layer is classified from its geometries alone; its attributes stream to the output in batches.
-            frame = read_features(features, features_layer, columns=[] if streamed else None)
-        columns = (
-            list(layer_info(features, features_layer)["fields"])
-            if streamed
-            else [str(c) for c in frame.columns if c != frame.geometry.name]
-        )
-    check_fields(columns, label_field, features, out, extra=_extra_fields(frame, mode))
+            frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
+            columns, total = [str(c) for c in frame.columns if c != frame.geometry.name], len(frame)
+    check_fields(columns, label_field, features, out, extra=_extra_fields(features, mode))
     loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
     journal = None
-    if out is not None and frame is not None and mode == "mosaic":
+    if out is not None and features is not None and mode == "mosaic":
         fingerprint = {
             "images": [ref.image_id for ref in refs],
             "features": _name_of(features),
             "layer": features_layer,
-            "count": len(frame),
+            "count": total,
             "model": loaded.package.origin or loaded.package.source,
             # batch_size is left out: results do not depend on it, so a resumed run may use another.
             "arguments": {k: str(v) for k, v in loaded.arguments.items() if k != "batch_size"},
@@ -122,8 +124,17 @@ def classify_objects(
     elif resume:
         raise SettingError("--resume works for runs with a feature layer in mosaic mode and an --out file")
     try:
-        if frame is None:
+        if features is None:
             rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
+        elif streamed:
+            predictions, kept = classify_streamed(
+                loaded, refs, features, features_layer, area, cell_size, target_crs, progress, execution, journal
+            )
+            skipped = 0 if kept is None else int((~kept).sum())
+            _warn_no_overlap(predictions, features, refs)
+            summary = _mosaic_summary(predictions, skipped)
+            rows = _result_columns(loaded, predictions, label_field)
+            rows.attrs["kept"] = kept
         else:
             rows, summary = _classify_features(
                 loaded,
@@ -144,7 +155,7 @@ def classify_objects(
         if not saved:
             raise
         raise RunInterrupted(
-            f"interrupted; {saved} of {len(frame)} features are saved: run the same command with --resume to continue"
+            f"interrupted; {saved} of {total} features are saved: run the same command with --resume to continue"
         ) from None
     except GeoclassifyError as exc:
         saved = journal.settle() if journal is not None else 0
@@ -161,7 +172,7 @@ def classify_objects(
         return rows
     if streamed:
         info = layer_info(features, features_layer)
-        batches = _streamed_rows(features, features_layer, rows, kept, label_field, target_crs)
+        batches = streamed_rows(features, features_layer, rows, kept, label_field, target_crs)
         write_batches(batches, out, out_layer, overwrite=overwrite or resume, geometry_type=info["geometry_type"])
     else:
         write_output(rows, out, layer=out_layer, overwrite=overwrite or resume)
@@ -174,46 +185,8 @@ def _name_of(features: PathLike | gpd.GeoDataFrame) -> str:
     return "<GeoDataFrame>" if isinstance(features, gpd.GeoDataFrame) else os.fspath(features)
 
 
-#: Layers of at least this many features (GEOCLASSIFY_STREAM_FEATURES) are never held whole in memory: only their
-#: geometries are read at once, and their attributes are streamed to the output in batches.
-STREAM_FEATURES = int(os.environ.get("GEOCLASSIFY_STREAM_FEATURES", "250000"))
-
-
-def _should_stream(features: PathLike | gpd.GeoDataFrame, layer: str | None, mode: str, out: PathLike | None) -> bool:
-    if isinstance(features, gpd.GeoDataFrame) or out is None or mode != "mosaic":
-        return False
-    text = os.fspath(features)
-    if text.lower().endswith(PARQUET_SUFFIXES) or not (is_remote(text) or Path(text).exists()):
-        return False  # GeoParquet is read whole; a missing file gets its own error when read
-    return int(layer_info(features, layer)["features"]) >= STREAM_FEATURES
-
-
-def _streamed_rows(
-    features: PathLike,
-    layer: str | None,
-    rows: gpd.GeoDataFrame,
-    kept: np.ndarray | None,
-    label_field: str,
-    target_crs: CRS | None,
-) -> Iterator[gpd.GeoDataFrame]:
-    """The input layer again, batch by batch, with each row's results joined by position (the same reader gives
-    the same order); rows the extent left out are skipped."""
-    results = rows[[label_field, *RESULT_FIELDS]]
-    position = row = 0
-    for batch in stream_features(features, layer):
-        count = len(batch)
-        mask = np.ones(count, dtype=bool) if kept is None else kept[position : position + count]
-        part = batch.loc[mask].copy()
-        for name in results.columns:
-            part[name] = results[name].array[row : row + len(part)]
-        part = geometry_last(part)
-        yield part.to_crs(target_crs.to_wkt()) if target_crs is not None else part
-        position += count
-        row += len(part)
-
-
-def _extra_fields(frame: gpd.GeoDataFrame | None, mode: str) -> tuple[str, ...]:
-    if frame is None:
+def _extra_fields(features: PathLike | gpd.GeoDataFrame | None, mode: str) -> tuple[str, ...]:
+    if features is None:
         return ("ImageID", "Error")
     return ("ItemID",) if mode == "items" else ()
 
@@ -262,9 +235,7 @@ def _classify_features(
             base = frame.iloc[rows.feature].copy()
             ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
             base["ItemID"] = pd.array(ids[rows.item], dtype="string")
-    columns = result_columns(
-        model.definition.classes, predictions.class_index, predictions.confidence, predictions.coverage, label_field
-    )
+    columns = _result_columns(model, predictions, label_field)
     result = base.copy()
     for name in columns.columns:
         result[name] = columns[name].array
@@ -272,14 +243,8 @@ def _classify_features(
     result.attrs["kept"] = keep
     if target_crs is not None:
         result = result.to_crs(target_crs.to_wkt())
-    classified = predictions.class_index >= 0
-    if len(frame) and not classified.any() and predictions.outside.any():
-        warnings.warn(
-            f"no feature of {describe(features)} overlaps {_images_label(refs)}; every label is empty. "
-            "Check that the features and the raster cover the same place.",
-            NoOverlapWarning,
-            stacklevel=3,
-        )
+    _warn_no_overlap(predictions, features, refs)
+    classified = predictions.classified
     if mode == "items":
         summary = Summary(
             read=len(frame),
@@ -290,14 +255,35 @@ def _classify_features(
             skipped=skipped,
         )
     else:
-        summary = Summary(
-            read=len(frame),
-            classified=int(classified.sum()),
-            outside=int((~classified & ~predictions.empty).sum()),
-            empty=int(predictions.empty.sum()),
-            skipped=skipped,
-        )
+        summary = _mosaic_summary(predictions, skipped)
     return result, summary
+
+
+def _result_columns(model: Model, predictions: Predictions, label_field: str) -> pd.DataFrame:
+    return result_columns(
+        model.definition.classes, predictions.class_index, predictions.confidence, predictions.coverage, label_field
+    )
+
+
+def _mosaic_summary(predictions: Predictions, skipped: int) -> Summary:
+    classified = predictions.classified
+    return Summary(
+        read=len(classified),
+        classified=int(classified.sum()),
+        outside=int((~classified & ~predictions.empty).sum()),
+        empty=int(predictions.empty.sum()),
+        skipped=skipped,
+    )
+
+
+def _warn_no_overlap(predictions: Predictions, features: PathLike | gpd.GeoDataFrame, refs: Sequence[ImageRef]) -> None:
+    if len(predictions.class_index) and not predictions.classified.any() and predictions.outside.any():
+        warnings.warn(
+            f"no feature of {describe(features)} overlaps {_images_label(refs)}; every label is empty. "
+            "Check that the features and the raster cover the same place.",
+            NoOverlapWarning,
+            stacklevel=4,
+        )
 
 
 def _classify_images(

@@ -89,6 +89,11 @@ def cli() -> None:
 @click.option("--parallel-factor", metavar="N|P%", help="Worker processes, or a share of the cores (e.g. 50%).")
 @click.option("--retries", type=int, default=0, show_default=True, help="Run a failed batch again this many times.")
 @click.option("--recycle-interval", type=int, metavar="N", help="Replace worker processes after N batches.")
+@click.option(
+    "--scheduler",
+    metavar="tcp://HOST:PORT|local[:N]",
+    help="Run on a Dask cluster: its scheduler's address, or local[:N] for a local one (needs geoclassify[dask]).",
+)
 @click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run writing the same --out.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
@@ -112,6 +117,7 @@ def classify(
     parallel_factor: str | None,
     retries: int,
     recycle_interval: int | None,
+    scheduler: str | None,
     trust_code: bool,
     resume: bool,
     overwrite: bool,
@@ -141,6 +147,7 @@ def classify(
         retries=retries,
         recycle_interval=recycle_interval,
         resume=resume,
+        scheduler=scheduler,
     )
     click.echo(f"geoclassify: {summary.line()}", err=True)
 

@@ -6,6 +6,7 @@ ever works on reprojected *copies* of the geometries.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
@@ -20,6 +22,8 @@ from .errors import FeatureSourceError, GeoclassifyWarning
 from .images import is_remote
 
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+#: Rows per batch when a big layer is streamed (GEOCLASSIFY_STREAM_BATCH overrides it).
+STREAM_BATCH = int(os.environ.get("GEOCLASSIFY_STREAM_BATCH", "65536"))
 
 
 def list_layers(path: str | os.PathLike[str]) -> list[str]:
@@ -76,8 +80,11 @@ def read_features(
 
 
 def layer_info(path: str | os.PathLike[str], layer: str | None = None) -> dict:
-    """OGR's description of a layer: feature count, field names, geometry type."""
+    """OGR's description of a layer: feature count, field names, geometry type, CRS (GeoParquet: the same keys,
+    from its metadata)."""
     text = os.fspath(path)
+    if text.lower().endswith(PARQUET_SUFFIXES):
+        return _parquet_info(text)
     try:
         return pyogrio.read_info(text, layer=resolve_layer(text, layer))
     except (DataSourceError, DataLayerError, OSError) as exc:
@@ -85,14 +92,61 @@ def layer_info(path: str | os.PathLike[str], layer: str | None = None) -> dict:
 
 
 def stream_features(
-    path: str | os.PathLike[str], layer: str | None = None, batch_size: int = 65_536
+    path: str | os.PathLike[str], layer: str | None = None, columns: list[str] | None = None
 ) -> Iterator[gpd.GeoDataFrame]:
-    """The layer in batches of rows, in the same order as :func:`read_features` reads it."""
+    """The layer in batches of rows (``columns=[]``: geometry only), in the same order as :func:`read_features`
+    reads it."""
     text = os.fspath(path)
+    if text.lower().endswith(PARQUET_SUFFIXES):
+        yield from _stream_parquet(text, columns)
+        return
     layer = resolve_layer(text, layer)
     try:
-        with pyogrio.open_arrow(text, layer=layer, batch_size=batch_size, use_pyarrow=True) as (_, reader):
+        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=STREAM_BATCH, use_pyarrow=True)
+        with stream as (_, reader):
             for batch in reader:
                 yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
     except (DataSourceError, DataLayerError, OSError) as exc:
+        raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+
+
+def _parquet_file(text: str) -> tuple[pq.ParquetFile, dict]:
+    """The file and its GeoParquet metadata (the ``geo`` key)."""
+    try:
+        file = pq.ParquetFile(text)
+        if b"geo" not in (file.schema_arrow.metadata or {}):
+            raise FeatureSourceError(
+                f"feature layer {text!r} is Parquet without GeoParquet metadata (no 'geo' key), so its geometry "
+                "column is unknown; write it as GeoParquet (geopandas' to_parquet, or ogr2ogr)"
+            )
+        geo = json.loads(file.schema_arrow.metadata[b"geo"])
+        if geo["primary_column"] not in geo["columns"]:
+            raise KeyError(f"no metadata for its geometry column {geo['primary_column']!r}")
+    except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
+        raise FeatureSourceError(f"feature layer {text!r} is not readable GeoParquet ({exc})") from None
+    return file, geo
+
+
+def _parquet_info(text: str) -> dict:
+    file, geo = _parquet_file(text)
+    geometry = geo["primary_column"]
+    column = geo["columns"][geometry]
+    types = column.get("geometry_types") or []
+    # GeoParquet: no "crs" key means OGC:CRS84; null means unknown.
+    crs = column.get("crs", "OGC:CRS84")
+    return {
+        "features": file.metadata.num_rows,
+        "fields": [name for name in file.schema_arrow.names if name != geometry and not name.startswith("__")],
+        "geometry_type": types[0].removesuffix(" Z") if len(types) == 1 else "Unknown",
+        "crs": json.dumps(crs) if isinstance(crs, dict) else crs,
+    }
+
+
+def _stream_parquet(text: str, columns: list[str] | None) -> Iterator[gpd.GeoDataFrame]:
+    file, geo = _parquet_file(text)
+    wanted = None if columns is None else [*columns, geo["primary_column"]]
+    try:
+        for batch in file.iter_batches(batch_size=STREAM_BATCH, columns=wanted):
+            yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None

@@ -6,15 +6,20 @@ follows the file extension, so ``.gpkg``, ``.shp``, ``.geojson``, ``.fgb`` and `
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pyogrio
+from pyogrio.raw import write_arrow
 
 from .errors import OutputError, OutputExistsError
 
@@ -62,8 +67,8 @@ def write_output(
     return write_batches([frame], path, layer, overwrite)
 
 
-#: Formats written batch by batch; the others (FlatGeobuf, GeoJSON, Parquet) cannot be appended to, so their
-#: batches are gathered and written once.
+#: Formats OGR appends batches to. FlatGeobuf, GeoJSON (through OGR's Arrow stream writer) and Parquet (through
+#: pyarrow's ParquetWriter) are streamed instead, so no format gathers a big output in memory.
 APPENDABLE = ("GPKG", "ESRI Shapefile", "CSV")
 
 
@@ -80,24 +85,17 @@ def write_batches(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or "."))
     try:
         temp = staging / out.name
-        gathered: list[pd.DataFrame] = []
-        written = 0
-        for frame in batches:
-            if not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
-                raise OutputError(
-                    f"output {os.fspath(out)!r}: the rows have no geometry (the images carry no georeference), which "
-                    f"{driver} cannot hold; write a table instead: .csv, .parquet or .gpkg"
-                )
-            if driver in APPENDABLE:
-                _write(frame, temp, driver, layer or out.stem, append=written > 0, geometry_type=geometry_type)
-                written += 1
-            else:
-                gathered.append(frame)
-        if gathered:
-            whole = pd.concat(gathered) if len(gathered) > 1 else gathered[0]
-            if isinstance(gathered[0], gpd.GeoDataFrame):
-                whole = gpd.GeoDataFrame(whole, geometry=gathered[0].geometry.name, crs=gathered[0].crs)
-            _write(whole, temp, driver, layer or out.stem, geometry_type=geometry_type)
+        frames = iter(batches)
+        first = next(frames)
+        second = next(frames, None)
+        checked = (_check_rows(frame, out, driver) for frame in itertools.chain([first, second], frames))
+        if driver in APPENDABLE:
+            for i, frame in enumerate(f for f in checked if f is not None):
+                _write(frame, temp, driver, layer or out.stem, append=i > 0, geometry_type=geometry_type)
+        elif second is None:
+            _write(_check_rows(first, out, driver), temp, driver, layer or out.stem, geometry_type=geometry_type)
+        else:
+            _write_stream((f for f in checked if f is not None), temp, driver, layer or out.stem, geometry_type)
         if driver == "ESRI Shapefile":
             _replace_shapefile(staging, out)
         else:
@@ -105,6 +103,78 @@ def write_batches(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _check_rows(frame: pd.DataFrame | None, out: Path, driver: str) -> pd.DataFrame | None:
+    if frame is not None and not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
+        raise OutputError(
+            f"output {os.fspath(out)!r}: the rows have no geometry (the images carry no georeference), which "
+            f"{driver} cannot hold; write a table instead: .csv, .parquet or .gpkg"
+        )
+    return frame
+
+
+def _write_stream(
+    frames: Iterator[pd.DataFrame], temp: Path, driver: str, layer: str, geometry_type: str | None
+) -> None:
+    """Write batches of a GeoDataFrame as one Arrow stream: one schema (the first batch's), every batch cast to it."""
+    first = next(frames)
+    if not isinstance(first, gpd.GeoDataFrame):
+        raise OutputError(f"cannot write {driver} output in batches without geometry")
+    geometry = first.geometry.name
+    head = pa.table(first.to_arrow(geometry_encoding="WKB", index=False))
+    schema = head.schema
+
+    failure: list[BaseException] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        # The writer pulls batches from C, where a Python exception would lose its type: keep it to raise again.
+        try:
+            yield from head.to_batches()
+            for frame in frames:
+                table = pa.table(frame.to_arrow(geometry_encoding="WKB", index=False))
+                try:
+                    yield from table.cast(schema).to_batches()
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise OutputError(
+                        f"cannot write {driver} output: a batch does not fit the first one's fields ({exc})"
+                    ) from None
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+
+    try:
+        if driver == "Parquet":
+            with pq.ParquetWriter(temp, _with_geo_metadata(schema, first)) as writer:
+                for batch in batches():
+                    writer.write_batch(batch)
+            return
+        write_arrow(
+            pa.RecordBatchReader.from_batches(schema, batches()),
+            temp,
+            layer=layer,
+            driver=driver,
+            geometry_name=geometry,
+            geometry_type=geometry_type or "Unknown",
+            crs=first.crs.to_wkt() if first.crs is not None else None,
+        )
+    except Exception as exc:
+        if failure:
+            raise failure[0] from None
+        if isinstance(exc, (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError, ValueError)):
+            raise OutputError(f"cannot write {driver} output: {exc}") from None
+        raise
+    if failure:
+        raise failure[0]
+
+
+def _with_geo_metadata(schema: pa.Schema, frame: gpd.GeoDataFrame) -> pa.Schema:
+    """GeoParquet's metadata; the geometry types are not known until the end, which the spec allows (``[]``)."""
+    column: dict[str, object] = {"encoding": "WKB", "geometry_types": []}
+    if frame.crs is not None:
+        column["crs"] = frame.crs.to_json_dict()
+    geo = {"version": "1.0.0", "primary_column": frame.geometry.name, "columns": {frame.geometry.name: column}}
+    return schema.with_metadata({**(schema.metadata or {}), b"geo": json.dumps(geo)})
 
 
 def _write(

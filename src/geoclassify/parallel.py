@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -27,11 +27,18 @@ Opener = Callable[[], Any]
 @dataclass(frozen=True)
 class Execution:
     """How to run: ``workers`` processes (0: in this process), ``retries`` per failed batch, and processes
-    replaced after ``recycle_interval`` batches."""
+    replaced after ``recycle_interval`` batches; or, with ``scheduler`` (a Dask scheduler address, ``local[:N]``
+    or a ``dask.distributed.Client``), on a Dask cluster."""
 
     workers: int = 0
     retries: int = 0
     recycle_interval: int | None = None
+    scheduler: Any = None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether batches leave this process (worker processes or a Dask cluster)."""
+        return bool(self.workers) or self.scheduler is not None
 
 
 def parse_parallel_factor(value: str | int | None, cores: int | None = None) -> int:
@@ -60,12 +67,21 @@ def parse_parallel_factor(value: str | int | None, cores: int | None = None) -> 
         ) from None
 
 
-def check_execution(workers: int, retries: int, recycle_interval: int | None) -> Execution:
+def check_execution(workers: int, retries: int, recycle_interval: int | None, scheduler: Any = None) -> Execution:
     if retries < 0:
         raise SettingError(f"--retries {retries}: give 0 or more")
     if recycle_interval is not None and recycle_interval < 1:
         raise SettingError(f"--recycle-interval {recycle_interval}: give 1 or more batches")
-    return Execution(workers, retries, recycle_interval)
+    if scheduler is not None and workers:
+        raise SettingError(
+            "--parallel-factor and --scheduler both say where to run; give one (a Dask cluster sets its own workers)"
+        )
+    if scheduler is not None and recycle_interval is not None:
+        raise SettingError(
+            "--recycle-interval replaces local worker processes; a Dask cluster manages its workers' lifetime "
+            "itself (dask worker --lifetime)"
+        )
+    return Execution(workers, retries, recycle_interval, scheduler)
 
 
 @dataclass(frozen=True)
@@ -99,19 +115,27 @@ def _run_task(task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 
 def run_tasks(
-    tasks: Sequence[Task],
+    tasks: Iterable[Task],
     execution: Execution,
     init_args: tuple[Any, ...],
     done: Callable[[Task, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], None],
 ) -> None:
-    """Run every task on ``execution.workers`` processes; ``done`` receives each task's results as they come.
+    """Run every task on ``execution.workers`` processes (or the Dask cluster of ``execution.scheduler``);
+    ``done`` receives each task's results as they come.
 
     Recycling renews the whole pool once its workers have run ``recycle_interval`` batches each on average:
     ``ProcessPoolExecutor(max_tasks_per_child=...)`` deadlocks on Python 3.11-3.13 (CPython gh-115634).
     """
+    if execution.scheduler is not None:
+        from .cluster import run_cluster_tasks
+
+        run_cluster_tasks(tasks, execution, init_args, done)
+        return
     context = multiprocessing.get_context("spawn")
-    attempts = {id(task): 0 for task in tasks}
-    queue = list(reversed(tasks))
+    source = iter(tasks)  # taken as needed: a big run never holds every task at once
+    waiting: list[Task] = []  # tasks to run again, before new ones
+    attempts: dict[int, int] = {}
+    exhausted = False
     in_flight: dict[Future, Task] = {}
     limit = max(2, execution.workers * 3)
     renew_after = execution.recycle_interval * execution.workers if execution.recycle_interval else None
@@ -121,13 +145,18 @@ def run_tasks(
 
     pool, submitted = new_pool(), 0
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < limit and (renew_after is None or submitted < renew_after):
-                task = queue.pop()
+        while True:
+            while len(in_flight) < limit and (renew_after is None or submitted < renew_after):
+                task = waiting.pop() if waiting else next(source, None)
+                if task is None:
+                    exhausted = True
+                    break
                 in_flight[pool.submit(_run_task, task)] = task
                 submitted += 1
-            if not in_flight:  # the pool has had its share of batches: replace its workers
-                pool.shutdown(wait=True)
+            if not in_flight:
+                if exhausted and not waiting:
+                    break
+                pool.shutdown(wait=True)  # the pool has had its share of batches: replace its workers
                 pool, submitted = new_pool(), 0
                 continue
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -138,21 +167,22 @@ def run_tasks(
                 except BrokenProcessPool:
                     # A worker died (killed, out of memory): start a fresh pool and run its tasks again.
                     pool.shutdown(wait=False, cancel_futures=True)
-                    queue.extend(in_flight.values())
+                    waiting.extend(in_flight.values())
                     in_flight.clear()
-                    _retry_or_fail(task, attempts, execution, queue, "a worker process died")
+                    _retry_or_fail(task, attempts, execution, waiting, "a worker process died")
                     pool, submitted = new_pool(), 0
                     break
                 except InferenceError as exc:
-                    _retry_or_fail(task, attempts, execution, queue, str(exc))
+                    _retry_or_fail(task, attempts, execution, waiting, str(exc))
                     continue
+                attempts.pop(id(task), None)
                 done(task, result)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _retry_or_fail(task: Task, attempts: dict[int, int], execution: Execution, queue: list[Task], why: str) -> None:
-    attempts[id(task)] += 1
+    attempts[id(task)] = attempts.get(id(task), 0) + 1
     if attempts[id(task)] > execution.retries:
         tries = attempts[id(task)]
         raise InferenceError(f"a batch failed {tries} time{'s' * (tries > 1)} (--retries {execution.retries}): {why}")

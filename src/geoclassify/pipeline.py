@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 
-from .chips import Chip, ChipSpec, cut_chip, pixel_geometries, plan_windows
+from .chips import Chip, ChipSpec, cut_chip, pixel_geometries
 from .errors import BlackenIgnoredWarning, CellSizeWarning, InferenceError, ModelMismatchError
 from .journal import Journal
 from .model import Model
 from .parallel import Execution, Task, run_tasks
+from .plan import ChipPlan, PlanBuilder
 from .raster import RasterSource
 
 #: Side, in pixels, of the tiles features are grouped by: each tile's pixels are read once for all its chips.
@@ -81,6 +82,24 @@ def check_cell_size(model: Model, raster: RasterSource) -> None:
             )
 
 
+def prepare_raster(model: Model, raster: RasterSource) -> tuple[tuple[int, ...], ChipSpec]:
+    """Choose the raster's bands for the model and check they fit, before a pixel is read: (band indexes, spec)."""
+    band_indexes = raster.select_bands(model.definition.extract_bands)
+    if model.band_count is not None and len(band_indexes) != model.band_count:
+        raise ModelMismatchError(
+            f"{model.package.source}: the model takes {model.band_count} bands but raster {raster.path!r} "
+            f"has {len(band_indexes)} and the EMD has no ExtractBands to choose from them; add ExtractBands"
+        )
+    model.prepare(band_indexes)
+    check_cell_size(model, raster)
+    return band_indexes, chip_spec(model)
+
+
+def to_pixel_space(raster: RasterSource, geometries: np.ndarray) -> np.ndarray:
+    """Geometries in the raster's CRS to its (column, row) grid."""
+    return pixel_geometries(np.asarray(geometries, dtype=object), tuple(~raster.transform)[:6])
+
+
 def classify_geometries(
     model: Model,
     raster: RasterSource,
@@ -90,85 +109,98 @@ def classify_geometries(
     opener: Callable[[], RasterSource] | None = None,
     journal: Journal | None = None,
 ) -> Predictions:
-    """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS.
+    """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS."""
+    band_indexes, spec = prepare_raster(model, raster)
+    rows, cols = raster.shape
+    builder = PlanBuilder(spec, rows, cols)
+    builder.add(to_pixel_space(raster, geometries))
+    with builder.finish() as plan:
+        return classify_plan(model, raster, plan, band_indexes, progress, execution, opener, journal)
 
-    With ``execution.workers`` and an ``opener`` (how a worker opens the same raster) the batches run on worker
-    processes; otherwise here, cutting the next chips while the model runs. With a ``journal`` the results are
-    saved as they come, and what it already holds is not classified again.
+
+def classify_plan(
+    model: Model,
+    raster: RasterSource,
+    plan: ChipPlan,
+    band_indexes: tuple[int, ...],
+    progress: Callable[[int], None] | None = None,
+    execution: Execution | None = None,
+    opener: Callable[[], RasterSource] | None = None,
+    journal: Journal | None = None,
+) -> Predictions:
+    """Classify the features of a plan (see :func:`prepare_raster`, :class:`PlanBuilder`).
+
+    With ``execution.workers`` (or a Dask ``execution.scheduler``) and an ``opener`` (how a worker opens the same
+    raster) the batches run on worker processes; otherwise here, cutting the next chips while the model runs. With
+    a ``journal`` the results are saved as they come, and what it already holds is not classified again.
     """
     execution = execution or Execution()
-    definition = model.definition
-    band_indexes = raster.select_bands(definition.extract_bands)
-    if model.band_count is not None and len(band_indexes) != model.band_count:
-        raise ModelMismatchError(
-            f"{model.package.source}: the model takes {model.band_count} bands but raster {raster.path!r} "
-            f"has {len(band_indexes)} and the EMD has no ExtractBands to choose from them; add ExtractBands"
-        )
-    model.prepare(band_indexes)
     spec = chip_spec(model)
-    check_cell_size(model, raster)
-
-    n = len(geometries)
-    inverse = tuple(~raster.transform)[:6]  # (a, b, c, d, e, f): map to pixel space
-    pixel_space = pixel_geometries(np.asarray(geometries, dtype=object), inverse)
-    empty = shapely.is_missing(pixel_space) | shapely.is_empty(pixel_space)
-    rows, cols = raster.shape
-    grid = shapely.box(0, 0, cols, rows)
-    outside = ~empty & ~shapely.intersects(pixel_space, grid)
-    todo = np.flatnonzero(~empty & ~outside)
-
+    n = plan.count
     class_index = np.full(n, -1, dtype=np.int64)
     confidence = np.full(n, np.nan, dtype=np.float64)
     coverage = np.zeros(n, dtype=np.float64)
+    entries = np.arange(len(plan.todo))  # positions in the plan still to classify
     if journal is not None:
         done, labels, scores, covered = journal.saved()
         class_index[done], confidence[done], coverage[done] = labels, scores, covered
-        todo = np.setdiff1d(todo, done)
+        entries = np.flatnonzero(~np.isin(plan.todo, done))
         if progress is not None and len(done):
             progress(len(done))
-    if len(todo) == 0:
-        return Predictions(class_index, confidence, coverage, empty, outside)
-
-    geoms = pixel_space[todo]
-    type_names = shapely.get_type_id(geoms)
-    polygonal = np.isin(type_names, [3, 6])  # Polygon, MultiPolygon
-    points = shapely.get_dimensions(geoms) == 0
-    if spec.blacken and not polygonal.all():
+    if len(entries) == 0:
+        return Predictions(class_index, confidence, coverage, plan.empty, plan.outside)
+    if spec.blacken and plan.not_polygonal:
         warnings.warn(
-            f"BlackenAroundFeature has no meaning for points and lines; {int((~polygonal).sum())} "
+            f"BlackenAroundFeature has no meaning for points and lines; {plan.not_polygonal} "
             "feature(s) are classified with their surroundings kept",
             BlackenIgnoredWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    windows = plan_windows(shapely.bounds(geoms), spec, points)
+    windows = plan.windows[entries]
+    targets = plan.todo[entries]
     groups = tile_groups(windows)
-    polygons = np.where(polygonal, geoms, None)
 
-    def record(targets: np.ndarray, labels: np.ndarray, scores: np.ndarray, covered: np.ndarray) -> None:
+    def record(done: np.ndarray, labels: np.ndarray, scores: np.ndarray, covered: np.ndarray) -> None:
         classified = labels >= 0
-        class_index[targets[classified]] = labels[classified]
-        confidence[targets[classified]] = scores[classified]
-        coverage[targets] = covered
+        class_index[done[classified]] = labels[classified]
+        confidence[done[classified]] = scores[classified]
+        coverage[done] = covered
         if journal is not None:
-            journal.add(targets, labels, scores, covered)
+            journal.add(done, labels, scores, covered)
         if progress is not None:
-            progress(len(targets))
+            progress(len(done))
 
-    if execution.workers and opener is not None:
-        step = model.batch_size
-        order = np.concatenate(groups)
-        tasks = [
-            Task(todo[part], windows[part], [shapely.to_wkb(p) if p is not None else None for p in polygons[part]])
-            for part in (order[i : i + step] for i in range(0, len(order), step))
-        ]
+    if execution.distributed and opener is not None:
+        tasks = _Tasks(plan, entries, targets, windows, np.concatenate(groups), model.batch_size)
         run_tasks(tasks, execution, (model.recipe(), opener, spec, band_indexes), lambda task, result: record(*result))
     else:
         with _ChipBatches(model, band_indexes, execution.retries, record) as batches:
             for group in groups:
                 region = _read_region(raster, windows[group])
-                for i in group:
-                    batches.add(todo[i], cut_chip(region.reader, windows[i], spec, polygons[i]))
-    return Predictions(class_index, confidence, coverage, empty, outside)
+                for i, polygon in zip(group, plan.polygons_at(entries[group]), strict=True):
+                    batches.add(targets[i], cut_chip(region.reader, windows[i], spec, polygon))
+    return Predictions(class_index, confidence, coverage, plan.empty, plan.outside)
+
+
+@dataclass
+class _Tasks:
+    """The worker tasks of a plan, one batch each in tile order, made as they are taken: a big run never holds
+    every task's polygons at once."""
+
+    plan: ChipPlan
+    entries: np.ndarray
+    targets: np.ndarray
+    windows: np.ndarray
+    order: np.ndarray
+    step: int
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.step)
+
+    def __iter__(self) -> Iterator[Task]:
+        for start in range(0, len(self.order), self.step):
+            part = self.order[start : start + self.step]
+            yield Task(self.targets[part], self.windows[part], self.plan.polygons_wkb(self.entries[part]))
 
 
 def tile_groups(windows: np.ndarray) -> list[np.ndarray]:

@@ -61,8 +61,18 @@ def geometries_in(
     frame: gpd.GeoDataFrame, crs: CRS | None, raster_label: str, features: PathLike | gpd.GeoDataFrame
 ) -> np.ndarray:
     """Copies of the frame's geometries in ``crs`` (the raster's); the frame itself keeps the originals."""
+    moved, lost, placed = reproject(frame, crs, raster_label, features)
+    check_lost(lost, placed, frame.crs, crs, raster_label, features)
+    return moved
+
+
+def reproject(
+    frame: gpd.GeoDataFrame, crs: CRS | None, raster_label: str, features: PathLike | gpd.GeoDataFrame
+) -> tuple[np.ndarray, int, int]:
+    """(geometries in ``crs``, how many could not be expressed there, how many have a geometry): a big layer is
+    reprojected batch by batch and :func:`check_lost` judges the totals."""
     if crs is None and frame.crs is None:
-        return frame.geometry.to_numpy()
+        return frame.geometry.to_numpy(), 0, 0
     if crs is None:
         raise CRSMismatchError(
             f"raster {raster_label!r} has no coordinate system but {describe(features)} has one "
@@ -74,7 +84,7 @@ def geometries_in(
             f"({crs.to_string()}); assign the layer its CRS (e.g. ogr2ogr -a_srs)"
         )
     if frame.crs == crs:
-        return frame.geometry.to_numpy()
+        return frame.geometry.to_numpy(), 0, 0
     problem = ""
     if frame.crs.is_geographic and len(frame):
         minx, miny, maxx, maxy = frame.total_bounds
@@ -83,23 +93,41 @@ def geometries_in(
     if not problem:
         try:
             moved, lost = _transform(frame.geometry.to_numpy(), frame.crs, crs)
+            original = frame.geometry.to_numpy()
+            placed = int((~(shapely.is_missing(original) | shapely.is_empty(original))).sum())
+            return moved, lost, placed
         except (CRSError, ValueError) as exc:
-            moved, lost, problem = None, 0, str(exc)
-        placed = ~(shapely.is_missing(frame.geometry.to_numpy()) | shapely.is_empty(frame.geometry.to_numpy()))
-        if moved is not None and lost and lost == placed.sum():
-            problem = "no feature can be expressed in the raster's CRS"
-        elif moved is not None:
-            if lost:
-                warnings.warn(
-                    f"{lost} feature(s) of {describe(features)} lie too far from raster {raster_label!r} to be "
-                    f"expressed in its CRS ({crs.to_string()}); they count as outside the raster",
-                    GeoclassifyWarning,
-                    stacklevel=3,
-                )
-            return moved
-    raise CRSMismatchError(
-        f"cannot reproject {describe(features)} from {frame.crs.to_string()} to the CRS of raster {raster_label!r} "
-        f"({crs.to_string()}): {problem}. Check the layer's CRS (a GeoJSON without one is read as WGS 84)."
+            problem = str(exc)
+    raise _cannot_reproject(frame.crs, crs, raster_label, features, problem)
+
+
+def check_lost(
+    lost: int,
+    placed: int,
+    source: CRS | None,
+    crs: CRS | None,
+    raster_label: str,
+    features: PathLike | gpd.GeoDataFrame,
+) -> None:
+    """No feature expressible in the raster's CRS is an error; some not, a warning (they count as outside)."""
+    if lost and lost == placed:
+        raise _cannot_reproject(source, crs, raster_label, features, "no feature can be expressed in the raster's CRS")
+    if lost:
+        warnings.warn(
+            f"{lost} feature(s) of {describe(features)} lie too far from raster {raster_label!r} to be "
+            f"expressed in its CRS ({crs.to_string() if crs else None}); they count as outside the raster",
+            GeoclassifyWarning,
+            stacklevel=3,
+        )
+
+
+def _cannot_reproject(
+    source: CRS | None, crs: CRS | None, raster_label: str, features: PathLike | gpd.GeoDataFrame, problem: str
+) -> CRSMismatchError:
+    return CRSMismatchError(
+        f"cannot reproject {describe(features)} from {source.to_string() if source else None} to the CRS of raster "
+        f"{raster_label!r} ({crs.to_string() if crs else None}): {problem}. Check the layer's CRS (a GeoJSON "
+        "without one is read as WGS 84)."
     )
 
 
