@@ -11,13 +11,14 @@ import time
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 import shapely
 
 from geoclassify.errors import SettingError
 from geoclassify.journal import journal_folder
 from geoclassify.parallel import parse_parallel_factor
 
-from conftest import classify_argv, flat_package, run_classify, write_raster
+from conftest import classify_argv, flat_package, run_classify, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -174,3 +175,58 @@ def test_parquet_without_geo_metadata_is_refused(town, tmp_path):
     result = run_classify(raster, package, plain, tmp_path / "out.gpkg")
     assert result.returncode == 1
     assert "without GeoParquet metadata" in result.stderr and "plain.parquet" in result.stderr
+
+
+def test_streamed_items_mode_gives_the_same_rows(town, tmp_path, monkeypatch):
+    """Items mode plans every image in one streamed pass and writes (feature, image) rows batch by batch."""
+    folder, raster, houses, package = town
+    rng = np.random.default_rng(9)
+    # A second image over the town's south-east part, on a shifted grid.
+    second = write_raster(
+        tmp_path / "second.tif",
+        rng.integers(0, 255, (3, 700, 700), dtype=np.uint8),
+        transform=rasterio.transform.from_origin(X + 250.25, Y - 250.25, 0.5, 0.5),
+    )
+    extra = ["-q", "--processing-mode", "items", "--extent", str(X), str(Y - 550), str(X + 600), str(Y - 50)]
+    whole = tmp_path / "whole.gpkg"
+    result = run_cli(
+        "classify",
+        "--image",
+        raster,
+        "--image",
+        second,
+        "--model",
+        package,
+        "--features",
+        houses,
+        "--out",
+        whole,
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_FEATURES", "1")
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_BATCH", "131")
+    streamed = tmp_path / "streamed.fgb"
+    result = run_cli(
+        "classify",
+        "--image",
+        raster,
+        "--image",
+        second,
+        "--model",
+        package,
+        "--features",
+        houses,
+        "--out",
+        streamed,
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr
+    a, b = gpd.read_file(whole), gpd.read_file(streamed)  # FlatGeobuf may reorder rows: sort both alike
+    assert list(a["id"]) == sorted(a["id"])  # rows in input order
+    a, b = (f.sort_values(["id", "ItemID"], na_position="last").reset_index(drop=True) for f in (a, b))
+    assert a["ItemID"].str.endswith("second.tif").sum() > 300 and a["id"].duplicated().sum() > 300
+    assert list(a["id"]) == list(b["id"]) and list(a["ItemID"].fillna("")) == list(b["ItemID"].fillna(""))
+    assert list(a["ClassLabel"].fillna("")) == list(b["ClassLabel"].fillna(""))
+    np.testing.assert_allclose(a["Confidence"], b["Confidence"], atol=1e-5)
+    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,17 @@ from .errors import (
     SettingError,
     UnreferencedImagesWarning,
 )
-from .features import layer_info, read_features
 from .images import ImageRef, resolve_images
 from .journal import Journal
 from .model import Model, load_model
 from .modes import classify_items, classify_mosaic
-from .output import check_output, write_batches, write_output
+from .output import check_output, write_batches
 from .parallel import Execution, check_execution, parse_parallel_factor
 from .pipeline import Predictions, chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
-from .results import DEFAULT_LABEL_FIELD, check_fields, describe, geometry_last, result_columns
-from .streaming import classify_streamed, should_stream, streamed_rows
+from .results import DEFAULT_LABEL_FIELD, check_fields, describe, result_columns
+from .streaming import FeatureBatches, should_stream
 from .whole_images import classify_whole_images, select_images, to_crs
 
 PathLike = str | os.PathLike[str]
@@ -92,17 +91,13 @@ def classify_objects(
     execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval, scheduler)
     if out is not None:
         check_output(out, overwrite)
-    frame, columns, streamed, total = None, None, False, 0
+    source = None
     if features is not None:
-        streamed = should_stream(features, features_layer, mode, out)
-        if streamed:
-            # A big layer is never read whole: it is planned from batches of geometries and its attributes are
-            # streamed to the output.
-            info = layer_info(features, features_layer)
-            columns, total = list(info["fields"]), int(info["features"])
-        else:
-            frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, features_layer)
-            columns, total = [str(c) for c in frame.columns if c != frame.geometry.name], len(frame)
+        # A big layer is never read whole: it is planned from batches of geometries, and its attributes are read
+        # again in batches when the output is written.
+        source = FeatureBatches(features, features_layer, should_stream(features, features_layer, out))
+    total = source.count if source is not None else 0
+    columns = source.fields if source is not None else None
     check_fields(columns, label_field, features, out, extra=_extra_fields(features, mode))
     loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
@@ -124,31 +119,12 @@ def classify_objects(
     elif resume:
         raise SettingError("--resume works for runs with a feature layer in mosaic mode and an --out file")
     try:
-        if features is None:
-            rows, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
-        elif streamed:
-            predictions, kept = classify_streamed(
-                loaded, refs, features, features_layer, area, cell_size, target_crs, progress, execution, journal
-            )
-            skipped = 0 if kept is None else int((~kept).sum())
-            _warn_no_overlap(predictions, features, refs)
-            summary = _mosaic_summary(predictions, skipped)
-            rows = _result_columns(loaded, predictions, label_field)
-            rows.attrs["kept"] = kept
+        if source is None:
+            table, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
+            rows: Iterator[pd.DataFrame] = iter([table])
         else:
             rows, summary = _classify_features(
-                loaded,
-                refs,
-                frame,
-                features,
-                mode,
-                label_field,
-                area,
-                cell_size,
-                target_crs,
-                progress,
-                execution,
-                journal,
+                loaded, refs, source, mode, label_field, area, cell_size, target_crs, progress, execution, journal
             )
     except KeyboardInterrupt:
         saved = journal.settle() if journal is not None else 0
@@ -165,17 +141,13 @@ def classify_objects(
             f"{exc}\nThe {saved} features classified before the failure are saved; fix the cause and run the same "
             "command with --resume to go on from there."
         ) from None
-    kept = rows.attrs.pop("kept", None)
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:
-        rows.attrs["summary"] = summary
-        return rows
-    if streamed:
-        info = layer_info(features, features_layer)
-        batches = streamed_rows(features, features_layer, rows, kept, label_field, target_crs)
-        write_batches(batches, out, out_layer, overwrite=overwrite or resume, geometry_type=info["geometry_type"])
-    else:
-        write_output(rows, out, layer=out_layer, overwrite=overwrite or resume)
+        result = next(rows)  # layers are streamed only into files, so this is the one batch
+        result.attrs["summary"] = summary
+        return result
+    geometry_type = source.geometry_type if source is not None else None
+    write_batches(rows, out, out_layer, overwrite=overwrite or resume, geometry_type=geometry_type)
     if journal is not None:
         journal.finish()
     return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started, "output": os.fspath(out)})
@@ -204,8 +176,7 @@ def _processing_crs(refs: Sequence[ImageRef]) -> CRS | None:
 def _classify_features(
     model: Model,
     refs: Sequence[ImageRef],
-    frame: gpd.GeoDataFrame,
-    features: PathLike | gpd.GeoDataFrame,
+    source: FeatureBatches,
     mode: str,
     label_field: str,
     area: Extent | None,
@@ -214,49 +185,39 @@ def _classify_features(
     progress: bool,
     execution: Execution,
     journal: Journal | None = None,
-) -> tuple[gpd.GeoDataFrame, Summary]:
-    skipped, keep = 0, None
+) -> tuple[Iterator[gpd.GeoDataFrame], Summary]:
+    """Classify the features; the output rows come as batches, read again from the layer when it is streamed."""
+    features = source.features
     if area is not None:
-        keep = frame.geometry.intersects(area.polygon_in(frame.crs, _processing_crs(refs))).to_numpy()
-        skipped = int((~keep).sum())
-        frame = frame.loc[keep]
-    if target_crs is not None and frame.crs is None:
+        source.reach = area.polygon_in(source.crs, _processing_crs(refs))
+    if target_crs is not None and source.crs is None:
         raise CRSMismatchError(
             f"{describe(features)} has no coordinate system, so it cannot be written in "
             f"{target_crs.to_string()} (--out-crs)"
         )
-    with progress_bar(len(frame) if mode == "mosaic" else None, progress) as advance:
-        if mode == "mosaic":
-            predictions = classify_mosaic(model, refs, frame, features, cell_size, advance, execution, journal)
-            base = frame
-        else:
-            rows = classify_items(model, refs, frame, features, cell_size, advance, execution)
-            predictions = rows.predictions
-            base = frame.iloc[rows.feature].copy()
-            ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
-            base["ItemID"] = pd.array(ids[rows.item], dtype="string")
-    columns = _result_columns(model, predictions, label_field)
-    result = base.copy()
-    for name in columns.columns:
-        result[name] = columns[name].array
-    result = geometry_last(gpd.GeoDataFrame(result, geometry=frame.geometry.name, crs=frame.crs))
-    result.attrs["kept"] = keep
-    if target_crs is not None:
-        result = result.to_crs(target_crs.to_wkt())
+    if mode == "mosaic":
+        predictions = classify_mosaic(model, refs, source, features, cell_size, progress, execution, journal)
+        feature, extra = None, None
+    else:
+        items = classify_items(model, refs, source, features, cell_size, progress, execution)
+        predictions, feature = items.predictions, items.feature
+        ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
+        extra = pd.DataFrame({"ItemID": pd.array(ids[items.item], dtype="string")})
     _warn_no_overlap(predictions, features, refs)
-    classified = predictions.classified
-    if mode == "items":
+    skipped = source.count - source.selected
+    if feature is None:
+        summary = _mosaic_summary(predictions, skipped)
+    else:
+        classified = predictions.classified
         summary = Summary(
-            read=len(frame),
-            classified=int(np.unique(rows.feature[classified]).size),
-            outside=int(len(frame) - np.unique(rows.feature[classified | predictions.empty]).size),
+            read=source.selected,
+            classified=int(np.unique(feature[classified]).size),
+            outside=int(source.selected - np.unique(feature[classified | predictions.empty]).size),
             empty=int(predictions.empty.sum()),
-            rows=len(result),
+            rows=len(feature),
             skipped=skipped,
         )
-    else:
-        summary = _mosaic_summary(predictions, skipped)
-    return result, summary
+    return source.rows(_result_columns(model, predictions, label_field), target_crs, feature, extra), summary
 
 
 def _result_columns(model: Model, predictions: Predictions, label_field: str) -> pd.DataFrame:

@@ -8,26 +8,28 @@ that covers it, one output row each, tagged with ``ItemID``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import geopandas as gpd
 import numpy as np
 import shapely
+from rasterio.crs import CRS
 
+from .chips import pixel_geometries
 from .errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
 from .images import ImageRef
 from .journal import Journal
 from .model import Model
 from .mosaic import GridSource, mosaic_grid
 from .parallel import Execution
-from .pipeline import Predictions, classify_geometries
+from .pipeline import Predictions, chip_spec, classify_plan, prepare_raster, to_pixel_space
+from .plan import PlanBuilder
+from .progress import progress_bar
 from .raster import RasterSource
-from .results import geometries_in
+from .results import check_lost, reproject
+from .streaming import FeatureBatches
 from .whole_images import footprint, open_image
-
-Advance = Callable[[int], None]
 
 
 def open_mosaic(refs: Sequence[ImageRef], cell_size: float | None) -> RasterSource | GridSource:
@@ -48,18 +50,27 @@ def open_mosaic(refs: Sequence[ImageRef], cell_size: float | None) -> RasterSour
 def classify_mosaic(
     model: Model,
     refs: Sequence[ImageRef],
-    frame: gpd.GeoDataFrame,
+    batches: FeatureBatches,
     features_label: object,
     cell_size: float | None,
-    advance: Advance | None,
+    progress: bool,
     execution: Execution | None = None,
     journal: Journal | None = None,
 ) -> Predictions:
+    """One result per feature the batches yield, in their order: the plan is made batch by batch, then run."""
     with open_mosaic(refs, cell_size) as raster:
-        geometries = geometries_in(frame, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
-        return classify_geometries(
-            model, raster, geometries, advance, execution, partial(open_mosaic, refs, cell_size), journal
-        )
+        band_indexes, spec = prepare_raster(model, raster)
+        rows, cols = raster.shape
+        builder = PlanBuilder(spec, rows, cols, spill=batches.streamed)
+        lost = placed = 0
+        for batch in batches:
+            moved, batch_lost, batch_placed = reproject(batch, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
+            lost, placed = lost + batch_lost, placed + batch_placed
+            builder.add(to_pixel_space(raster, moved))
+        check_lost(lost, placed, batches.crs, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
+        opener = partial(open_mosaic, refs, cell_size)
+        with builder.finish() as plan, progress_bar(plan.count, progress) as advance:
+            return classify_plan(model, raster, plan, band_indexes, advance, execution, opener, journal)
 
 
 @dataclass
@@ -71,19 +82,36 @@ class ItemRows:
     predictions: Predictions
 
 
+@dataclass
+class _Item:
+    """One image of an items-mode run while the features are planned: its grid, outline and the plan so far."""
+
+    position: int
+    ref: ImageRef
+    crs: CRS | None
+    label: str
+    inverse: tuple[float, ...]
+    outline: shapely.Geometry
+    builder: PlanBuilder
+    hits: list[np.ndarray]
+    lost: int = 0
+    placed: int = 0
+    skipped: bool = False
+
+
 def classify_items(
     model: Model,
     refs: Sequence[ImageRef],
-    frame: gpd.GeoDataFrame,
+    batches: FeatureBatches,
     features_label: object,
     cell_size: float | None,
-    advance: Advance | None,
+    progress: bool,
     execution: Execution | None = None,
 ) -> ItemRows:
-    n = len(frame)
-    parts: list[tuple[np.ndarray, int, Predictions]] = []
-    covered = np.zeros(n, dtype=bool)
-    empty = frame.geometry.isna().to_numpy() | frame.geometry.is_empty.to_numpy()
+    """Each feature on each image that covers it. One pass over the features plans every image at once; then each
+    image's plan is run."""
+    spec = chip_spec(model)
+    items: list[_Item] = []
     for position, ref in enumerate(refs):
         try:
             source = open_image(ref, cell_size)
@@ -91,21 +119,52 @@ def classify_items(
             warnings.warn(f"image {ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
             continue
         with source:
+            rows, cols = source.shape
+            builder = PlanBuilder(spec, rows, cols, spill=batches.streamed)
+            inverse = tuple(~source.transform)[:6]
+            items.append(_Item(position, ref, source.crs, source.path, inverse, footprint(source), builder, []))
+    empties: list[np.ndarray] = []
+    offset = 0
+    for batch in batches:
+        geometries = batch.geometry.to_numpy()
+        empty = shapely.is_missing(geometries) | shapely.is_empty(geometries)
+        empties.append(empty)
+        for item in items:
+            if item.skipped:
+                continue
             try:
-                geometries = geometries_in(frame, source.crs, source.path, features_label)  # type: ignore[arg-type]
+                moved, lost, placed = reproject(batch, item.crs, item.label, features_label)  # type: ignore[arg-type]
             except CRSMismatchError as exc:
-                warnings.warn(f"image {ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
+                warnings.warn(f"image {item.ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
+                item.skipped = True
                 continue
-            reach = footprint(source)
-            hits = np.flatnonzero(~empty & shapely.intersects(geometries, reach))
-            if len(hits) == 0:
-                continue
-            predictions = classify_geometries(
-                model, source, geometries[hits], advance, execution, partial(open_image, ref, cell_size)
-            )
+            item.lost, item.placed = item.lost + lost, item.placed + placed
+            hits = np.flatnonzero(~empty & shapely.intersects(moved, item.outline))
+            item.builder.add(pixel_geometries(moved[hits], item.inverse))
+            item.hits.append(hits + offset)
+        offset += len(batch)
+    empty = np.concatenate(empties) if empties else np.zeros(0, dtype=bool)
+    parts: list[tuple[np.ndarray, int, Predictions]] = []
+    covered = np.zeros(len(empty), dtype=bool)
+    with progress_bar(None, progress) as advance:
+        for item in items:
+            with item.builder.finish() as plan:
+                if item.skipped or plan.count == 0:
+                    continue
+                try:
+                    check_lost(item.lost, item.placed, batches.crs, item.crs, item.label, features_label)  # type: ignore[arg-type]
+                except CRSMismatchError as exc:
+                    warnings.warn(f"image {item.ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
+                    continue
+                hits = np.concatenate(item.hits)
+                opener = partial(open_image, item.ref, cell_size)
+                with opener() as source:
+                    band_indexes, _ = prepare_raster(model, source)
+                    predictions = classify_plan(model, source, plan, band_indexes, advance, execution, opener)
             covered[hits] = True
-            parts.append((hits, position, predictions))
-    lonely = np.flatnonzero(~covered)
+            parts.append((hits, item.position, predictions))
+        lonely = np.flatnonzero(~covered)
+        advance(len(lonely))
     # A feature no image covers keeps one row: empty label, outside (or empty geometry), no ItemID.
     parts.append(
         (
@@ -129,6 +188,4 @@ def classify_items(
             for name in ("class_index", "confidence", "coverage", "empty", "outside")
         }
     )
-    if advance is not None:
-        advance(len(lonely))
     return ItemRows(feature[order], item[order], predictions)

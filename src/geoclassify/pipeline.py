@@ -21,7 +21,7 @@ from .errors import BlackenIgnoredWarning, CellSizeWarning, InferenceError, Mode
 from .journal import Journal
 from .model import Model
 from .parallel import Execution, Task, run_tasks
-from .plan import ChipPlan, PlanBuilder
+from .plan import ChipPlan
 from .raster import RasterSource
 
 #: Side, in pixels, of the tiles features are grouped by: each tile's pixels are read once for all its chips.
@@ -98,24 +98,6 @@ def prepare_raster(model: Model, raster: RasterSource) -> tuple[tuple[int, ...],
 def to_pixel_space(raster: RasterSource, geometries: np.ndarray) -> np.ndarray:
     """Geometries in the raster's CRS to its (column, row) grid."""
     return pixel_geometries(np.asarray(geometries, dtype=object), tuple(~raster.transform)[:6])
-
-
-def classify_geometries(
-    model: Model,
-    raster: RasterSource,
-    geometries: np.ndarray,
-    progress: Callable[[int], None] | None = None,
-    execution: Execution | None = None,
-    opener: Callable[[], RasterSource] | None = None,
-    journal: Journal | None = None,
-) -> Predictions:
-    """Classify one chip per geometry; ``geometries`` are shapely objects in the raster's CRS."""
-    band_indexes, spec = prepare_raster(model, raster)
-    rows, cols = raster.shape
-    builder = PlanBuilder(spec, rows, cols)
-    builder.add(to_pixel_space(raster, geometries))
-    with builder.finish() as plan:
-        return classify_plan(model, raster, plan, band_indexes, progress, execution, opener, journal)
 
 
 def classify_plan(
