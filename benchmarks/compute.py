@@ -14,8 +14,9 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-import data
 from geoclassify import classify_objects
+
+import data
 
 WIDTHS = [32, 64, 128, 256]
 SIZE = 224
@@ -33,12 +34,20 @@ def model_alone(count: int) -> float:
     return (count // BATCH) * BATCH / (time.perf_counter() - started)
 
 
-def end_to_end(count: int, parallel_factor: str | None = None) -> float:
+def end_to_end(count: int, parallel_factor: str | None = None, scheduler: object = None) -> float:
     raster = data.raster(4096, seed=5)
     houses = data.polygons(count, 4096, seed=6, name=f"houses_compute_{count}.gpkg")
     model = data.dlpk(data.cnn("compute224", SIZE, WIDTHS), SIZE)
-    summary = classify_objects(raster, model, houses, data.CACHE / "compute_out.gpkg", overwrite=True,
-                               arguments={"batch_size": BATCH}, parallel_factor=parallel_factor)
+    summary = classify_objects(
+        raster,
+        model,
+        houses,
+        data.CACHE / "compute_out.gpkg",
+        overwrite=True,
+        arguments={"batch_size": BATCH},
+        parallel_factor=parallel_factor,
+        scheduler=scheduler,
+    )
     return summary.read / summary.seconds
 
 

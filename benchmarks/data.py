@@ -30,9 +30,21 @@ def raster(size: int, name: str | None = None, seed: int = 0) -> Path:
         return path
     CACHE.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8", "crs": "EPSG:32633",
-               "transform": from_origin(*ORIGIN, RES, RES), "tiled": True, "blockxsize": 512, "blockysize": 512,
-               "compress": "deflate", "predictor": 2, "BIGTIFF": "IF_SAFER"}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(*ORIGIN, RES, RES),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "predictor": 2,
+        "BIGTIFF": "IF_SAFER",
+    }
     noise = rng.integers(0, 24, size=(3, 1024, 1024), dtype=np.uint8)
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -65,8 +77,9 @@ def polygons(count: int, extent_px: int, seed: int = 1, name: str | None = None)
     xs = cx[:, None] + dx * np.cos(angle)[:, None] - dy * np.sin(angle)[:, None]
     ys = cy[:, None] + dx * np.sin(angle)[:, None] + dy * np.cos(angle)[:, None]
     rings = shapely.polygons(np.stack([xs, ys], axis=2))
-    frame = gpd.GeoDataFrame({"house_id": np.arange(count), "zone": rng.integers(0, 50, count)}, geometry=rings,
-                             crs="EPSG:32633")
+    frame = gpd.GeoDataFrame(
+        {"house_id": np.arange(count), "zone": rng.integers(0, 50, count)}, geometry=rings, crs="EPSG:32633"
+    )
     frame.to_file(path, engine="pyogrio")
     return path
 
@@ -93,20 +106,30 @@ def cnn(name: str, size: int, widths: list[int], seed: int = 3) -> Path:
     nodes, inits, current, channels = [], [], "input", 3
     for i, width in enumerate(widths):
         weight = rng.normal(0, (2.0 / (channels * 9)) ** 0.5, (width, channels, 3, 3)).astype(np.float32)
-        inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(np.zeros(width, np.float32), f"b{i}")]
-        nodes += [helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
-                  helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2])]
+        inits += [
+            numpy_helper.from_array(weight, f"w{i}"),
+            numpy_helper.from_array(np.zeros(width, np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+            helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
+        ]
         current, channels = f"p{i}", width
     fc = rng.normal(0, 0.1, (2, channels)).astype(np.float32)
     inits += [numpy_helper.from_array(fc, "fc"), numpy_helper.from_array(np.zeros(2, np.float32), "fcb")]
-    nodes += [helper.make_node("GlobalAveragePool", [current], ["gap"]),
-              helper.make_node("Flatten", ["gap"], ["flat"]),
-              helper.make_node("Gemm", ["flat", "fc", "fcb"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                          ["batch", 3, size, size])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-                              initializer=inits)
+    nodes += [
+        helper.make_node("GlobalAveragePool", [current], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc", "fcb"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -117,9 +140,18 @@ def dlpk(model: Path, size: int, blacken: int = 1) -> Path:
     path = model.with_suffix(".dlpk")
     if path.exists():
         return path
-    emd = {"Framework": "ONNX", "ModelType": "ObjectClassification", "ModelFile": model.name, "ImageWidth": size,
-           "ImageHeight": size, "ExtractBands": [0, 1, 2], "CropSizeFixed": 1, "BlackenAroundFeature": blacken,
-           "ModelOutput": "logits", "Classes": [{"Value": 1, "Name": "Intact"}, {"Value": 2, "Name": "Damaged"}]}
+    emd = {
+        "Framework": "ONNX",
+        "ModelType": "ObjectClassification",
+        "ModelFile": model.name,
+        "ImageWidth": size,
+        "ImageHeight": size,
+        "ExtractBands": [0, 1, 2],
+        "CropSizeFixed": 1,
+        "BlackenAroundFeature": blacken,
+        "ModelOutput": "logits",
+        "Classes": [{"Value": 1, "Name": "Intact"}, {"Value": 2, "Name": "Damaged"}],
+    }
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(model.stem + ".emd", json.dumps(emd))
         archive.write(model, model.name)

@@ -13,9 +13,10 @@ import time
 
 import geopandas as gpd
 
+from geoclassify import classify_objects
+
 import data
 from baseline import plain_loop
-from geoclassify import classify_objects
 
 
 def main() -> None:
@@ -30,8 +31,10 @@ def main() -> None:
     houses = data.polygons(args.features, args.size)
     widths = [8, 16, 32]  # about 20,000 chips/s in ONNX Runtime on 2 cores
     model = data.dlpk(data.cnn("tiny64", 64, widths), 64)
-    print(f"data ready in {time.perf_counter() - started:.1f} s: {raster.name}, {houses.name}, "
-          f"model {data.flops(widths, 64) / 1e6:.0f} MFLOP per chip")
+    print(
+        f"data ready in {time.perf_counter() - started:.1f} s: {raster.name}, {houses.name}, "
+        f"model {data.flops(widths, 64) / 1e6:.0f} MFLOP per chip"
+    )
     out = data.CACHE / "dense_out.gpkg"
     options = {"parallel_factor": args.parallel_factor} if args.parallel_factor else {}
     summary = classify_objects(raster, model, houses, out, overwrite=True, **options)

@@ -37,12 +37,15 @@ def mosaic_vrt() -> Path:
             f"<SourceBand>{band}</SourceBand>"
             f'<SrcRect xOff="0" yOff="0" xSize="{TILE}" ySize="{TILE}"/>'
             f'<DstRect xOff="{c * TILE}" yOff="{r * TILE}" xSize="{TILE}" ySize="{TILE}"/></SimpleSource>'
-            for r in range(GRID) for c in range(GRID)
+            for r in range(GRID)
+            for c in range(GRID)
         )
         bands.append(f'<VRTRasterBand dataType="Byte" band="{band}">{sources}</VRTRasterBand>')
     size = TILE * GRID
-    path.write_text(f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{wkt}</SRS>'
-                    f"<GeoTransform>{geo}</GeoTransform>{''.join(bands)}</VRTDataset>")
+    path.write_text(
+        f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>{wkt}</SRS>'
+        f"<GeoTransform>{geo}</GeoTransform>{''.join(bands)}</VRTDataset>"
+    )
     return path
 
 
@@ -61,8 +64,12 @@ def run(count: int) -> dict:
     points = data.points(count, TILE * GRID)
     model = data.dlpk(data.cnn("tiny64", 64, [8, 16, 32]), 64)
     out = data.CACHE / f"scale_out_{count}.gpkg"
-    result = subprocess.run([sys.executable, "-c", RUN, str(raster), str(points), str(model), str(out)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN, str(raster), str(points), str(model), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -75,11 +82,15 @@ def main() -> None:
     print("| points | seconds | microseconds per feature | peak RSS (MiB) |")
     print("|---|---|---|---|")
     for r in (small, large):
-        print(f"| {r['features']:,} | {r['seconds']:.1f} | {r['seconds'] / r['features'] * 1e6:.0f} | "
-              f"{r['peak_rss_mib']:,.0f} |")
+        print(
+            f"| {r['features']:,} | {r['seconds']:.1f} | {r['seconds'] / r['features'] * 1e6:.0f} | "
+            f"{r['peak_rss_mib']:,.0f} |"
+        )
     ratio = (large["seconds"] / large["features"]) / (small["seconds"] / small["features"])
-    print(f"\ntime per feature: {ratio:.2f}x the {small['features']:,} run (target <= 1.3); peak RSS "
-          f"{large['peak_rss_mib'] / 1024:.2f} GiB (target <= 1.5)")
+    print(
+        f"\ntime per feature: {ratio:.2f}x the {small['features']:,} run (target <= 1.3); peak RSS "
+        f"{large['peak_rss_mib'] / 1024:.2f} GiB (target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from onnx import TensorProto, helper, numpy_helper
 
 from conftest import emd_for, leftovers, run_classify, write_dlpk, write_raster
+from onnx_models import failing_onnx
 
 X, Y = 500000.0, 4650000.0
 MARKED = 17  # the feature whose chip carries the marker pixel
@@ -30,44 +30,6 @@ def marked(tmp_path_factory):
     raster = write_raster(folder / "marked.tif", data)
     gpd.GeoDataFrame({"id": range(40)}, geometry=boxes, crs="EPSG:32633").to_file(folder / "houses.gpkg")
     return folder, raster, folder / "houses.gpkg"
-
-
-def failing_onnx(path):
-    """Reshape to [-1, 768] normally, but to the impossible [-1, -1] when a chip's first pixel is very bright."""
-    first = helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["corner"])
-    nodes = [
-        first,
-        helper.make_node("Greater", ["corner", "threshold"], ["bright"]),
-        helper.make_node("Cast", ["bright"], ["bright_int"], to=TensorProto.INT64),
-        helper.make_node("ReduceMax", ["bright_int"], ["flag"], keepdims=0),
-        helper.make_node("Mul", ["flag", "delta"], ["shift"]),
-        helper.make_node("Add", ["shape", "shift"], ["target"]),
-        helper.make_node("Reshape", ["input", "target"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
-    ]
-    inits = [
-        numpy_helper.from_array(np.array([0, 0, 0], np.int64), "starts"),
-        numpy_helper.from_array(np.array([1, 1, 1], np.int64), "ends"),
-        numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
-        numpy_helper.from_array(np.array(2.0, np.float32), "threshold"),
-        numpy_helper.from_array(np.array([0, -769], np.int64), "delta"),
-        numpy_helper.from_array(np.array([-1, 768], np.int64), "shape"),
-        numpy_helper.from_array(np.random.default_rng(0).normal(size=(2, 768)).astype(np.float32) / 28, "W"),
-        numpy_helper.from_array(np.zeros(2, np.float32), "B"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "fails_on_marker",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    import onnx
-
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.mark.parametrize("workers", [None, "2"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -118,7 +119,12 @@ def classify_objects(
         journal = Journal(out, fingerprint, resume, overwrite)
     elif resume:
         raise SettingError("--resume works for runs with a feature layer in mosaic mode and an --out file")
+    scope = contextlib.ExitStack()
     try:
+        if execution.scheduler is not None and source is not None:
+            from .cluster import hold_cluster
+
+            execution = hold_cluster(execution, scope)
         if source is None:
             table, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
             rows: Iterator[pd.DataFrame] = iter([table])
@@ -141,6 +147,8 @@ def classify_objects(
             f"{exc}\nThe {saved} features classified before the failure are saved; fix the cause and run the same "
             "command with --resume to go on from there."
         ) from None
+    finally:
+        scope.close()
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:
         result = next(rows)  # layers are streamed only into files, so this is the one batch

@@ -43,6 +43,11 @@ class ModelArgumentError(GeoclassifyError, ValueError):
 class InferenceError(GeoclassifyError, RuntimeError):
     """The model runtime failed while classifying a batch of chips."""
 
+    @classmethod
+    def out_of_retries(cls, tries: int, retries: int, why: object) -> InferenceError:
+        """The error that ends a run once a batch has failed more than ``--retries`` times, wherever it ran."""
+        return cls(f"a batch failed {tries} time{'s' * (tries > 1)} (--retries {retries}): {why}")
+
 
 class RasterError(GeoclassifyError, OSError):
     """The raster cannot be opened or read, or does not fit the model."""

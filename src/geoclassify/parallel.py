@@ -81,6 +81,10 @@ def check_execution(workers: int, retries: int, recycle_interval: int | None, sc
             "--recycle-interval replaces local worker processes; a Dask cluster manages its workers' lifetime "
             "itself (dask worker --lifetime)"
         )
+    if scheduler is not None:
+        from .cluster import check_scheduler
+
+        check_scheduler(scheduler)  # before features are read or the model loaded
     return Execution(workers, retries, recycle_interval, scheduler)
 
 
@@ -93,25 +97,45 @@ class Task:
     polygons: list[bytes | None]
 
 
-_STATE: dict[str, Any] = {}
+@dataclass
+class WorkerState:
+    """What a worker keeps between batches, so the raster is opened and the model loaded once, not per batch."""
+
+    model: Any
+    raster: Any
+    spec: Any
+    bands: tuple[int, ...]
 
 
-def _init_worker(model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> None:
-    """Open the raster and load the model once per worker process, with one inference thread."""
-    _STATE["model"] = model.load(threads=1)
-    _STATE["raster"] = opener()
-    _STATE["raster"].select_bands(_STATE["model"].definition.extract_bands)
-    _STATE["spec"] = spec
-    _STATE["bands"] = band_indexes
+def open_worker_state(model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> WorkerState:
+    """Load the model with one inference thread (a worker's parallelism is its siblings) and open the raster."""
+    loaded = model.load(threads=1)
+    raster = opener()
+    raster.select_bands(loaded.definition.extract_bands)
+    return WorkerState(loaded, raster, spec, band_indexes)
 
 
-def _run_task(task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def run_task(state: WorkerState, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch on a worker (a process of the pool or a Dask worker thread): the in-process chip cutting and
+    inference, so results do not depend on where they ran."""
     from .pipeline import classify_windows
 
     polygons = [shapely.from_wkb(p) if p is not None else None for p in task.polygons]
-    return classify_windows(
-        _STATE["model"], _STATE["raster"], _STATE["spec"], _STATE["bands"], task.windows, polygons, task.targets
-    )
+    return classify_windows(state.model, state.raster, state.spec, state.bands, task.windows, polygons, task.targets)
+
+
+_STATE: WorkerState | None = None
+
+
+def _init_worker(model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> None:
+    """The pool's initializer: once per worker process, not per task."""
+    global _STATE
+    _STATE = open_worker_state(model, opener, spec, band_indexes)
+
+
+def _run_task(task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    assert _STATE is not None, "the pool's initializer sets the worker state"
+    return run_task(_STATE, task)
 
 
 def run_tasks(
@@ -184,6 +208,5 @@ def run_tasks(
 def _retry_or_fail(task: Task, attempts: dict[int, int], execution: Execution, queue: list[Task], why: str) -> None:
     attempts[id(task)] = attempts.get(id(task), 0) + 1
     if attempts[id(task)] > execution.retries:
-        tries = attempts[id(task)]
-        raise InferenceError(f"a batch failed {tries} time{'s' * (tries > 1)} (--retries {execution.retries}): {why}")
+        raise InferenceError.out_of_retries(attempts[id(task)], execution.retries, why)
     queue.append(task)

@@ -322,10 +322,7 @@ class _ChipBatches:
             result = future.result()
         except InferenceError as exc:
             if attempt >= self.retries:
-                tries = attempt + 1
-                raise InferenceError(
-                    f"a batch failed {tries} time{'s' * (tries > 1)} (--retries {self.retries}): {exc}"
-                ) from None
+                raise InferenceError.out_of_retries(attempt + 1, self.retries, exc) from None
             self._submit(attempt + 1, (targets, chips))
             return
         self.record(*result)
