@@ -98,9 +98,11 @@ class FeatureBatches:
         position = start = 0  # rows of the layer seen; kept features seen
         for batch in batches:
             count = len(batch)
-            mask = np.ones(count, dtype=bool) if self.kept is None else self.kept[position : position + count]
-            part = batch.loc[mask]
-            selected = int(mask.sum())
+            if self.kept is None:
+                part, selected = batch, count
+            else:
+                mask = self.kept[position : position + count]
+                part, selected = batch.loc[mask], int(mask.sum())
             if feature is None:
                 lo, hi = start, start + selected
                 part = part.copy()
