@@ -95,6 +95,27 @@ def test_resume_after_sigkill_holds_every_feature_once(town, tmp_path):
     assert nothing.returncode == 1 and "nothing to resume" in nothing.stderr
 
 
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(town, tmp_path):
+    """Two runs writing one output would mix (or, with --overwrite, delete) each other's saved results."""
+    folder, raster, houses, package = town
+    out = tmp_path / "busy.gpkg"
+    args = classify_argv(raster, package, houses, out, "-q", "--argument", "batch_size=1")
+    env = {**os.environ, "GEOCLASSIFY_JOURNAL_FEATURES": "1"}
+    first = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+    journal = journal_folder(out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(journal.glob("part-*.npz"))) < 2:
+        time.sleep(0.05)
+    for extra in ("--overwrite", "--resume"):
+        second = run_classify(raster, package, houses, out, "-q", extra)
+        assert second.returncode == 1
+        assert "another geoclassify run is writing" in second.stderr and "busy.gpkg" in second.stderr
+    assert first.poll() is None, "the first run ended before the second was tried"
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    got = read(out)
+    assert len(got) == 2000 and got.index.is_unique and not journal.exists()
+
+
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(town, tmp_path):
     folder, raster, houses, package = town
     out = tmp_path / "stopped.gpkg"

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ class Journal:
         self._buffered = 0
         self._last_flush = time.monotonic()
         self._parts = 0
+        self._lock: weakref.finalize | None = None
         recorded = self.folder / "run.json"
+        if self.folder.exists():
+            self._hold()  # before anything of another run's is touched
         if self.folder.exists() and recorded.exists():
             if resume:
                 previous = json.loads(recorded.read_text())
@@ -61,8 +65,10 @@ class Journal:
                 )
         elif resume:
             raise OutputError(f"nothing to resume: no interrupted run writing {self.out!r}")
+        self.release()
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
+        self._hold()
         _write_atomically(recorded, json.dumps(fingerprint, sort_keys=True).encode())
 
     def saved(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -104,11 +110,43 @@ class Journal:
         saved = len(self.saved()[0])
         if not saved:
             self.finish()
+        self.release()  # the same process may resume it (an API user's session)
         return saved
 
     def finish(self) -> None:
         """The output is written: the journal has served."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+    def _hold(self) -> None:
+        handle = _lock(self.folder / "lock", self.out)
+        # Released by release(), or when this journal is dropped, or when the process ends, however it ends.
+        self._lock = weakref.finalize(self, os.close, handle) if handle is not None else None
+
+    def release(self) -> None:
+        """Let another run use this journal."""
+        if self._lock is not None:
+            self._lock()
+            self._lock = None
+
+
+def _lock(path: Path, out: str) -> int | None:
+    """Hold an advisory lock on the journal, so two runs writing the same output cannot mix or delete each other's
+    results. Where fcntl is missing (Windows) runs are not guarded."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        raise OutputError(
+            f"another geoclassify run is writing {out!r} (its journal {os.fspath(path.parent)!r} is in use); wait "
+            "for it to finish, or give another --out"
+        ) from None
+    return handle
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
