@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -138,3 +141,22 @@ def run_classify(image, model, features, out, *extra: str) -> subprocess.Complet
 def leftovers(folder: Path, name: str) -> list[str]:
     """Files that look like a partial output of ``name`` in ``folder``."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(name) or p.name.startswith("." + name))
+
+
+MARKED = 17  # the feature whose chip carries the marker pixel
+
+
+def marked_scene(folder: Path) -> tuple[Path, Path]:
+    """40 houses on a raster of values up to 200, with one 255 pixel at the top-left corner of feature 17's
+    16-px chip: models that fail on bright corners fail on that feature's batch alone."""
+    x0, y0 = 500000.0, 4650000.0
+    rng = np.random.default_rng(8)
+    data = rng.integers(0, 200, (3, 200, 200), dtype=np.uint8)
+    boxes = [shapely.box(x0 + x, y0 - y - 3, x0 + x + 3, y0 - y) for x, y in rng.uniform(10, 85, size=(40, 2))]
+    minx, miny, maxx, maxy = boxes[MARKED].bounds
+    col = math.floor(((minx + maxx) / 2 - x0) / 0.5 - 8 + 0.5)
+    row = math.floor((y0 - (miny + maxy) / 2) / 0.5 - 8 + 0.5)
+    data[0, row, col] = 255
+    raster = write_raster(folder / "marked.tif", data)
+    gpd.GeoDataFrame({"id": range(40)}, geometry=boxes, crs="EPSG:32633").to_file(folder / "houses.gpkg")
+    return raster, folder / "houses.gpkg"

@@ -31,14 +31,13 @@ from geoclassify.parallel import Execution, Task, check_execution
 from geoclassify.pipeline import chip_spec
 from geoclassify.raster import RasterSource
 
-from conftest import TWO_CLASSES, emd_for, run_classify, write_dlpk, write_raster
+from conftest import MARKED, TWO_CLASSES, emd_for, marked_scene, run_classify, write_dlpk, write_raster
 from onnx_models import failing_onnx
 
 distributed = pytest.importorskip("distributed")
 
 X, Y = 500000.0, 4650000.0
 HOUSES = 3000
-MARKED = 17  # the feature whose chip carries the marker pixel
 
 
 @pytest.fixture(scope="module")
@@ -194,19 +193,9 @@ def test_the_only_worker_killed_midway_gets_the_model_again(town, monkeypatch):
 
 @pytest.fixture(scope="module")
 def marked(tmp_path_factory):
-    """40 houses on a raster of values up to 200, with one 255 pixel at the top-left corner of feature 17's chip
-    (as in test_retries)."""
     folder = tmp_path_factory.mktemp("cluster_retries")
-    rng = np.random.default_rng(8)
-    data = rng.integers(0, 200, (3, 200, 200), dtype=np.uint8)
-    boxes = [shapely.box(X + x, Y - y - 3, X + x + 3, Y - y) for x, y in rng.uniform(10, 85, size=(40, 2))]
-    minx, miny, maxx, maxy = boxes[MARKED].bounds
-    col = math.floor(((minx + maxx) / 2 - X) / 0.5 - 8 + 0.5)
-    row = math.floor((Y - (miny + maxy) / 2) / 0.5 - 8 + 0.5)
-    data[0, row, col] = 255
-    raster = write_raster(folder / "marked.tif", data)
-    gpd.GeoDataFrame({"id": range(40)}, geometry=boxes, crs="EPSG:32633").to_file(folder / "houses.gpkg")
-    return raster, folder / "houses.gpkg"
+    raster, houses = marked_scene(folder)
+    return raster, houses
 
 
 FAILS_ONCE = """

@@ -209,40 +209,18 @@ def test_streamed_items_mode_gives_the_same_rows(town, tmp_path, monkeypatch):
         transform=rasterio.transform.from_origin(X + 250.25, Y - 250.25, 0.5, 0.5),
     )
     extra = ["-q", "--processing-mode", "items", "--extent", str(X), str(Y - 550), str(X + 600), str(Y - 50)]
+
+    def run(out):
+        result = run_cli("classify", "--image", raster, "--image", second, "--model", package, "--features", houses,
+                         "--out", out, *extra)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
     whole = tmp_path / "whole.gpkg"
-    result = run_cli(
-        "classify",
-        "--image",
-        raster,
-        "--image",
-        second,
-        "--model",
-        package,
-        "--features",
-        houses,
-        "--out",
-        whole,
-        *extra,
-    )
-    assert result.returncode == 0, result.stderr
+    run(whole)
     monkeypatch.setenv("GEOCLASSIFY_STREAM_FEATURES", "1")
     monkeypatch.setenv("GEOCLASSIFY_STREAM_BATCH", "131")
     streamed = tmp_path / "streamed.fgb"
-    result = run_cli(
-        "classify",
-        "--image",
-        raster,
-        "--image",
-        second,
-        "--model",
-        package,
-        "--features",
-        houses,
-        "--out",
-        streamed,
-        *extra,
-    )
-    assert result.returncode == 0, result.stderr
+    run(streamed)
     a, b = gpd.read_file(whole), gpd.read_file(streamed)  # FlatGeobuf may reorder rows: sort both alike
     assert list(a["id"]) == sorted(a["id"])  # rows in input order
     a, b = (f.sort_values(["id", "ItemID"], na_position="last").reset_index(drop=True) for f in (a, b))

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import geopandas as gpd
-import numpy as np
 import pytest
-import shapely
 
-from conftest import emd_for, leftovers, run_classify, write_dlpk, write_raster
+from conftest import MARKED, emd_for, leftovers, marked_scene, run_classify, write_dlpk
 from onnx_models import failing_onnx
 
 X, Y = 500000.0, 4650000.0
-MARKED = 17  # the feature whose chip carries the marker pixel
 
 
 @pytest.fixture(scope="module")
 def marked(tmp_path_factory):
-    """40 houses on a raster of values up to 200, with one 255 pixel at the top-left corner of feature 17's chip."""
     folder = tmp_path_factory.mktemp("retries")
-    rng = np.random.default_rng(8)
-    data = rng.integers(0, 200, (3, 200, 200), dtype=np.uint8)
-    boxes = [shapely.box(X + x, Y - y - 3, X + x + 3, Y - y) for x, y in rng.uniform(10, 85, size=(40, 2))]
-    minx, miny, maxx, maxy = boxes[MARKED].bounds
-    col = math.floor(((minx + maxx) / 2 - X) / 0.5 - 8 + 0.5)
-    row = math.floor((Y - (miny + maxy) / 2) / 0.5 - 8 + 0.5)
-    data[0, row, col] = 255
-    raster = write_raster(folder / "marked.tif", data)
-    gpd.GeoDataFrame({"id": range(40)}, geometry=boxes, crs="EPSG:32633").to_file(folder / "houses.gpkg")
-    return folder, raster, folder / "houses.gpkg"
+    raster, houses = marked_scene(folder)
+    return folder, raster, houses
 
 
 @pytest.mark.parametrize("workers", [None, "2"])
