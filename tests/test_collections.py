@@ -68,6 +68,14 @@ def test_crops_without_georeference_make_a_table(tmp_path, suffix):
     assert "3 images read, 3 classified, 0 unreadable" in result.stderr
 
 
+def test_parallel_factor_without_features_says_it_does_not_apply(tmp_path):
+    package, _, _ = flat_package(tmp_path, size=32)
+    result = run_cli_images(NEON / "crops", package, tmp_path / "trees.csv", "--parallel-factor", "2")
+    assert result.returncode == 0, result.stderr
+    assert "--parallel-factor and --scheduler apply to feature layers" in result.stderr
+    assert "3 images read, 3 classified" in result.stderr
+
+
 def run_cli_images(image, package, out, *extra):
     """``classify`` without a feature layer: each image is one object."""
     return run_cli("classify", "--image", image, "--model", package, "--out", out, *extra)

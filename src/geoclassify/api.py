@@ -19,6 +19,7 @@ from .environment import Extent, check_cell_size, parse_crs, parse_processing_mo
 from .errors import (
     CRSMismatchError,
     GeoclassifyError,
+    GeoclassifyWarning,
     NoOverlapWarning,
     RunInterrupted,
     SettingError,
@@ -126,6 +127,13 @@ def classify_objects(
 
             execution = hold_cluster(execution, scope)
         if source is None:
+            if execution.distributed:
+                warnings.warn(
+                    "--parallel-factor and --scheduler apply to feature layers; the images are classified in this "
+                    "process, one after another",
+                    GeoclassifyWarning,
+                    stacklevel=2,
+                )
             table, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
             rows: Iterator[pd.DataFrame] = iter([table])
         else:
