@@ -95,6 +95,47 @@ def test_resume_after_sigkill_holds_every_feature_once(town, tmp_path):
     assert nothing.returncode == 1 and "nothing to resume" in nothing.stderr
 
 
+def test_items_mode_resumes_after_sigkill_on_its_second_image(town, tmp_path):
+    """In items mode the journal keeps each image's results apart: a run killed on the second image resumes with
+    every (feature, image) row once."""
+    folder, raster, houses, package = town
+    rng = np.random.default_rng(9)
+    second = write_raster(
+        tmp_path / "second.tif",
+        rng.integers(0, 255, (3, 700, 700), dtype=np.uint8),
+        transform=rasterio.transform.from_origin(X + 250.25, Y - 250.25, 0.5, 0.5),
+    )
+
+    def argv(out, *extra):
+        return [*classify_argv(raster, package, houses, out, "-q", "--processing-mode", "items", *extra),
+                "--image", str(second)]  # fmt: skip
+
+    reference = tmp_path / "whole.gpkg"
+    assert subprocess.run(argv(reference), capture_output=True).returncode == 0
+    out = tmp_path / "killed.gpkg"
+    env = {**os.environ, "GEOCLASSIFY_JOURNAL_FEATURES": "1"}
+    proc = subprocess.Popen(argv(out, "--argument", "batch_size=1"), env=env, stderr=subprocess.PIPE)
+    journal = journal_folder(out)
+
+    def on_second_image() -> bool:
+        return any((np.load(p)["items"] == 1).any() for p in sorted(journal.glob("part-*.npz"))[-3:])
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not on_second_image():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert on_second_image() and not out.exists()
+    resumed = subprocess.run(argv(out, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    got, want = (gpd.read_file(p).sort_values(["id", "ItemID"]).reset_index(drop=True) for p in (out, reference))
+    assert len(got) == len(want) > 2000 and not got.duplicated(["id", "ItemID"]).any()
+    assert list(got["ItemID"].fillna("")) == list(want["ItemID"].fillna(""))
+    assert list(got["ClassLabel"].fillna("")) == list(want["ClassLabel"].fillna(""))
+    np.testing.assert_allclose(got["Confidence"], want["Confidence"], atol=1e-5)
+    assert not journal.exists()
+
+
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(town, tmp_path):
     """Two runs writing one output would mix (or, with --overwrite, delete) each other's saved results."""
     folder, raster, houses, package = town

@@ -104,8 +104,9 @@ def classify_objects(
     loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
     journal = None
-    if out is not None and features is not None and mode == "mosaic":
+    if out is not None and features is not None:
         fingerprint = {
+            "mode": mode,
             "images": [ref.image_id for ref in refs],
             "features": _name_of(features),
             "layer": features_layer,
@@ -119,7 +120,7 @@ def classify_objects(
         }
         journal = Journal(out, fingerprint, resume, overwrite)
     elif resume:
-        raise SettingError("--resume works for runs with a feature layer in mosaic mode and an --out file")
+        raise SettingError("--resume works for runs with a feature layer and an --out file")
     scope = contextlib.ExitStack()
     try:
         if execution.scheduler is not None and source is not None:
@@ -144,15 +145,15 @@ def classify_objects(
         saved = journal.settle() if journal is not None else 0
         if not saved:
             raise
-        raise RunInterrupted(
-            f"interrupted; {saved} of {total} features are saved: run the same command with --resume to continue"
-        ) from None
+        done = f"{saved} of {total} features" if mode == "mosaic" else f"{saved} results (feature and image)"
+        raise RunInterrupted(f"interrupted; {done} are saved: run the same command with --resume to continue") from None
     except GeoclassifyError as exc:
         saved = journal.settle() if journal is not None else 0
         if not saved:
             raise
         raise type(exc)(
-            f"{exc}\nThe {saved} features classified before the failure are saved; fix the cause and run the same "
+            f"{exc}\nThe {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure are "
+            "saved; fix the cause and run the same "
             "command with --resume to go on from there."
         ) from None
     finally:
@@ -215,7 +216,7 @@ def _classify_features(
         predictions = classify_mosaic(model, refs, source, features, cell_size, progress, execution, journal)
         feature, extra = None, None
     else:
-        items = classify_items(model, refs, source, features, cell_size, progress, execution)
+        items = classify_items(model, refs, source, features, cell_size, progress, execution, journal)
         predictions, feature = items.predictions, items.feature
         ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
         extra = pd.DataFrame({"ItemID": pd.array(ids[items.item], dtype="string")})

@@ -24,6 +24,7 @@ from .errors import OutputError
 #: (GEOCLASSIFY_JOURNAL_FEATURES overrides it: smaller saves more often, in more files).
 FLUSH_SECONDS = 1.0
 FLUSH_FEATURES = int(os.environ.get("GEOCLASSIFY_JOURNAL_FEATURES", "4096"))
+FIELDS = ("targets", "labels", "scores", "coverage")
 
 
 def journal_folder(out: str | os.PathLike[str]) -> Path:
@@ -41,6 +42,7 @@ class Journal:
         self._buffered = 0
         self._last_flush = time.monotonic()
         self._parts = 0
+        self.item = -1  # mosaic mode: one result per feature
         self._lock: weakref.finalize | None = None
         recorded = self.folder / "run.json"
         if self.folder.exists():
@@ -71,17 +73,29 @@ class Journal:
         self._hold()
         _write_atomically(recorded, json.dumps(fingerprint, sort_keys=True).encode())
 
+    def select(self, item: int) -> None:
+        """Items mode: what follows belongs to image ``item`` (a feature has one result per image covering it)."""
+        self.flush()
+        self.item = item
+
     def saved(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(targets, class index, confidence, coverage) of every feature already done."""
+        """(targets, class index, confidence, coverage) of every feature already done (on the selected image)."""
+        items, *arrays = self._load()
+        mine = items == self.item
+        return tuple(a[mine] for a in arrays)  # type: ignore[return-value]
+
+    def _load(self) -> list[np.ndarray]:
         parts = sorted(self.folder.glob("part-*.npz"))
         if not parts:
             empty = np.zeros(0)
-            return empty.astype(np.int64), empty.astype(np.int64), empty, empty
+            return [empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64), empty, empty]
         loaded = [np.load(p) for p in parts]
-        return tuple(np.concatenate([d[k] for d in loaded]) for k in ("targets", "labels", "scores", "coverage"))
+        return [np.concatenate([d[k] for d in loaded]) for k in ("items", *FIELDS)]
 
     def add(self, targets: np.ndarray, labels: np.ndarray, scores: np.ndarray, coverage: np.ndarray) -> None:
-        self._buffer.append((np.asarray(targets), np.asarray(labels), np.asarray(scores), np.asarray(coverage)))
+        targets = np.asarray(targets)
+        item = np.full(len(targets), self.item, dtype=np.int64)
+        self._buffer.append((item, targets, np.asarray(labels), np.asarray(scores), np.asarray(coverage)))
         self._buffered += len(targets)
         if self._buffered >= FLUSH_FEATURES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
@@ -89,10 +103,7 @@ class Journal:
     def flush(self) -> None:
         if not self._buffer:
             return
-        arrays = {
-            name: np.concatenate([b[i] for b in self._buffer])
-            for i, name in enumerate(("targets", "labels", "scores", "coverage"))
-        }
+        arrays = {name: np.concatenate([b[i] for b in self._buffer]) for i, name in enumerate(("items", *FIELDS))}
         path = self.folder / f"part-{self._parts:06d}.npz"
         temp = path.with_name(path.name + ".partial")
         with open(temp, "wb") as handle:
@@ -104,10 +115,10 @@ class Journal:
         self._buffer, self._buffered, self._last_flush = [], 0, time.monotonic()
 
     def settle(self) -> int:
-        """After an interruption or a failure: save what is waiting and return how many features are saved; a
-        journal with nothing in it is removed, as there is nothing to resume."""
+        """After an interruption or a failure: save what is waiting and return how many results are saved (on every
+        image); a journal with nothing in it is removed, as there is nothing to resume."""
         self.flush()
-        saved = len(self.saved()[0])
+        saved = len(self._load()[0])
         if not saved:
             self.finish()
         self.release()  # the same process may resume it (an API user's session)

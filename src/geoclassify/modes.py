@@ -107,6 +107,7 @@ def classify_items(
     cell_size: float | None,
     progress: bool,
     execution: Execution | None = None,
+    journal: Journal | None = None,
 ) -> ItemRows:
     """Each feature on each image that covers it. One pass over the features plans every image at once; then each
     image's plan is run."""
@@ -158,9 +159,11 @@ def classify_items(
                     continue
                 hits = np.concatenate(item.hits)
                 opener = partial(open_image, item.ref, cell_size)
+                if journal is not None:
+                    journal.select(item.position)
                 with opener() as source:
                     band_indexes, _ = prepare_raster(model, source)
-                    predictions = classify_plan(model, source, plan, band_indexes, advance, execution, opener)
+                    predictions = classify_plan(model, source, plan, band_indexes, advance, execution, opener, journal)
             covered[hits] = True
             parts.append((hits, item.position, predictions))
         lonely = np.flatnonzero(~covered)
