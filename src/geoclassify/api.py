@@ -121,8 +121,7 @@ def classify_objects(
         journal = Journal(out, fingerprint, resume, overwrite)
     elif resume:
         raise SettingError("--resume works for runs with a feature layer and an --out file")
-    scope = contextlib.ExitStack()
-    try:
+    with contextlib.ExitStack() as scope, _keeping_results(journal, mode, total):
         if execution.scheduler is not None and source is not None:
             from .cluster import hold_cluster
 
@@ -133,7 +132,7 @@ def classify_objects(
                     "--parallel-factor and --scheduler apply to feature layers; the images are classified in this "
                     "process, one after another",
                     GeoclassifyWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             table, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
             rows: Iterator[pd.DataFrame] = iter([table])
@@ -141,6 +140,24 @@ def classify_objects(
             rows, summary = _classify_features(
                 loaded, refs, source, mode, label_field, area, cell_size, target_crs, progress, execution, journal
             )
+    summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
+    if out is None:
+        result = next(rows)  # layers are streamed only into files, so this is the one batch
+        result.attrs["summary"] = summary
+        return result
+    geometry_type = source.geometry_type if source is not None else None
+    with _keeping_results(journal, mode, total):  # a big layer is read again while the output is written
+        write_batches(rows, out, out_layer, overwrite=overwrite or resume, geometry_type=geometry_type)
+    if journal is not None:
+        journal.finish()
+    return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started, "output": os.fspath(out)})
+
+
+@contextlib.contextmanager
+def _keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator[None]:
+    """On Ctrl-C or a failure, save what the journal holds and say how to go on from it."""
+    try:
+        yield
     except KeyboardInterrupt:
         saved = journal.settle() if journal is not None else 0
         if not saved:
@@ -153,21 +170,8 @@ def classify_objects(
             raise
         raise type(exc)(
             f"{exc}\nThe {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure are "
-            "saved; fix the cause and run the same "
-            "command with --resume to go on from there."
+            "saved; fix the cause and run the same command with --resume to go on from there."
         ) from None
-    finally:
-        scope.close()
-    summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
-    if out is None:
-        result = next(rows)  # layers are streamed only into files, so this is the one batch
-        result.attrs["summary"] = summary
-        return result
-    geometry_type = source.geometry_type if source is not None else None
-    write_batches(rows, out, out_layer, overwrite=overwrite or resume, geometry_type=geometry_type)
-    if journal is not None:
-        journal.finish()
-    return Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started, "output": os.fspath(out)})
 
 
 def _name_of(features: PathLike | gpd.GeoDataFrame) -> str:
