@@ -4,6 +4,7 @@ Ctrl-C; the parallel processing factor."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,7 +15,8 @@ import pytest
 import rasterio
 import shapely
 
-from geoclassify.errors import SettingError
+from geoclassify import classify_objects
+from geoclassify.errors import OutputError, SettingError
 from geoclassify.journal import journal_folder
 from geoclassify.parallel import parse_parallel_factor
 
@@ -134,6 +136,23 @@ def test_items_mode_resumes_after_sigkill_on_its_second_image(town, tmp_path):
     assert list(got["ClassLabel"].fillna("")) == list(want["ClassLabel"].fillna(""))
     np.testing.assert_allclose(got["Confidence"], want["Confidence"], atol=1e-5)
     assert not journal.exists()
+
+
+def test_a_failure_while_writing_keeps_the_results_for_resume(town, tmp_path, monkeypatch):
+    folder, raster, houses, package = town
+    out = tmp_path / "disk-full.gpkg"
+
+    def full_disk(*args, **kwargs):
+        raise OutputError("cannot write GPKG output: No space left on device")
+
+    monkeypatch.setattr("geoclassify.api.write_batches", full_disk)
+    with pytest.raises(OutputError, match="No space left") as failure:
+        classify_objects(raster, package, houses, out)
+    assert re.search(r"The (19\d\d) features classified before the failure are saved", str(failure.value))
+    assert "--resume" in str(failure.value) and journal_folder(out).exists() and not out.exists()
+    monkeypatch.undo()
+    summary = classify_objects(raster, package, houses, out, resume=True)
+    assert summary.read == 2000 and len(read(out)) == 2000 and not journal_folder(out).exists()
 
 
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(town, tmp_path):
