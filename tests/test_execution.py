@@ -42,6 +42,16 @@ def town(tmp_path_factory):
     return folder, raster, folder / "houses.gpkg", package
 
 
+def second_image(folder):
+    """A second image over the town's south-east part, on a shifted grid: items mode gives those features two rows."""
+    rng = np.random.default_rng(9)
+    return write_raster(
+        folder / "second.tif",
+        rng.integers(0, 255, (3, 700, 700), dtype=np.uint8),
+        transform=rasterio.transform.from_origin(X + 250.25, Y - 250.25, 0.5, 0.5),
+    )
+
+
 def read(path):
     return gpd.read_file(path).set_index("id").sort_index()
 
@@ -101,12 +111,7 @@ def test_items_mode_resumes_after_sigkill_on_its_second_image(town, tmp_path):
     """In items mode the journal keeps each image's results apart: a run killed on the second image resumes with
     every (feature, image) row once."""
     folder, raster, houses, package = town
-    rng = np.random.default_rng(9)
-    second = write_raster(
-        tmp_path / "second.tif",
-        rng.integers(0, 255, (3, 700, 700), dtype=np.uint8),
-        transform=rasterio.transform.from_origin(X + 250.25, Y - 250.25, 0.5, 0.5),
-    )
+    second = second_image(tmp_path)
 
     def argv(out, *extra):
         return [*classify_argv(raster, package, houses, out, "-q", "--processing-mode", "items", *extra),
@@ -261,13 +266,7 @@ def test_parquet_without_geo_metadata_is_refused(town, tmp_path):
 def test_streamed_items_mode_gives_the_same_rows(town, tmp_path, monkeypatch):
     """Items mode plans every image in one streamed pass and writes (feature, image) rows batch by batch."""
     folder, raster, houses, package = town
-    rng = np.random.default_rng(9)
-    # A second image over the town's south-east part, on a shifted grid.
-    second = write_raster(
-        tmp_path / "second.tif",
-        rng.integers(0, 255, (3, 700, 700), dtype=np.uint8),
-        transform=rasterio.transform.from_origin(X + 250.25, Y - 250.25, 0.5, 0.5),
-    )
+    second = second_image(tmp_path)
     extra = ["-q", "--processing-mode", "items", "--extent", str(X), str(Y - 550), str(X + 600), str(Y - 50)]
 
     def run(out):
