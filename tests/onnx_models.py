@@ -29,7 +29,7 @@ def mean_linear_model(
     ]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["raw"], ["logits"], axis=1))
-    return _save(path, nodes, "mean_linear", [batch, channels, height, width], [batch, classes], weights, bias)
+    return save_graph(path, nodes, "mean_linear", [batch, channels, height, width], [batch, classes], weights, bias)
 
 
 def expected_scores(normalised_chips: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -49,21 +49,29 @@ def flat_linear_model(
         helper.make_node("Flatten", ["input"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
     ]
-    return _save(path, nodes, "flat_linear", ["batch", channels, height, width], ["batch", classes], weights, bias)
+    return save_graph(path, nodes, "flat_linear", ["batch", channels, height, width], ["batch", classes], weights, bias)
 
 
-def _save(
-    path: Path, nodes: list, name: str, input_shape: list, output_shape: list, weights: np.ndarray, bias: np.ndarray
+def save_graph(
+    path: Path,
+    nodes: list,
+    name: str,
+    input_shape: list,
+    output_shape: list,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    constants: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """One graph "input" -> nodes -> "logits" with initialisers W and B, checked and saved."""
+    """One graph "input" -> nodes -> "logits" with initialisers W, B and any named ``constants``, checked and saved."""
     graph = helper.make_graph(
         nodes,
         name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)],
         initializer=[
-            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.asarray(weights, dtype=np.float32), "W"),
             numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "B"),
+            *(numpy_helper.from_array(value, key) for key, value in (constants or {}).items()),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -87,24 +95,15 @@ def failing_onnx(path: Path) -> Path:
         helper.make_node("Reshape", ["input", "target"], ["flat"]),
         helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
     ]
-    inits = [
-        numpy_helper.from_array(np.array([0, 0, 0], np.int64), "starts"),
-        numpy_helper.from_array(np.array([1, 1, 1], np.int64), "ends"),
-        numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
-        numpy_helper.from_array(np.array(2.0, np.float32), "threshold"),
-        numpy_helper.from_array(np.array([0, -769], np.int64), "delta"),
-        numpy_helper.from_array(np.array([-1, 768], np.int64), "shape"),
-        numpy_helper.from_array(np.random.default_rng(0).normal(size=(2, 768)).astype(np.float32) / 28, "W"),
-        numpy_helper.from_array(np.zeros(2, np.float32), "B"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "fails_on_marker",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-        inits,
+    constants = {
+        "starts": np.array([0, 0, 0], np.int64),
+        "ends": np.array([1, 1, 1], np.int64),
+        "axes": np.array([1, 2, 3], np.int64),
+        "threshold": np.array(2.0, np.float32),
+        "delta": np.array([0, -769], np.int64),
+        "shape": np.array([-1, 768], np.int64),
+    }
+    weights = np.random.default_rng(0).normal(size=(2, 768)).astype(np.float32) / 28
+    return save_graph(
+        path, nodes, "fails_on_marker", ["batch", 3, 16, 16], ["batch", 2], weights, np.zeros(2), constants
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path

@@ -19,10 +19,9 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import onnx
 import pytest
 import shapely
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from geoclassify import classify_objects, cluster
 from geoclassify.errors import InferenceError, MissingExtraError, RasterError
@@ -32,7 +31,7 @@ from geoclassify.pipeline import chip_spec
 from geoclassify.raster import RasterSource
 
 from conftest import MARKED, TWO_CLASSES, emd_for, marked_scene, run_classify, write_dlpk, write_raster
-from onnx_models import failing_onnx
+from onnx_models import failing_onnx, save_graph
 
 distributed = pytest.importorskip("distributed")
 
@@ -57,10 +56,10 @@ def client(tmp_path_factory):
 def conv_onnx(path: Path, layers: int = 4, width: int = 64) -> Path:
     """A small CNN of 3x3 convolutions (about 40 MFLOP per 16-px chip), so partitions take a noticeable time."""
     rng = np.random.default_rng(3)
-    nodes, weights, previous, channels = [], [], "input", 3
+    nodes, kernels, previous, channels = [], {}, "input", 3
     for i in range(layers):
         kernel = rng.normal(size=(width, channels, 3, 3)) / math.sqrt(9 * channels)
-        weights.append(numpy_helper.from_array(kernel.astype(np.float32), f"K{i}"))
+        kernels[f"K{i}"] = kernel.astype(np.float32)
         nodes += [
             helper.make_node("Conv", [previous, f"K{i}"], [f"conv{i}"], pads=[1, 1, 1, 1]),
             helper.make_node("Tanh", [f"conv{i}"], [f"act{i}"]),
@@ -71,21 +70,8 @@ def conv_onnx(path: Path, layers: int = 4, width: int = 64) -> Path:
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], transB=1),
     ]
-    weights += [
-        numpy_helper.from_array(rng.normal(size=(2, width)).astype(np.float32), "W"),
-        numpy_helper.from_array(np.zeros(2, np.float32), "B"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "conv",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-        weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    head = rng.normal(size=(2, width)).astype(np.float32)
+    return save_graph(path, nodes, "conv", ["batch", 3, 16, 16], ["batch", 2], head, np.zeros(2), kernels)
 
 
 @pytest.fixture(scope="module")
