@@ -35,7 +35,7 @@ from .pipeline import Predictions, chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
 from .results import DEFAULT_LABEL_FIELD, check_fields, describe, result_columns
-from .streaming import FeatureBatches, should_stream
+from .streaming import FeatureBatches
 from .whole_images import classify_whole_images, select_images, to_crs
 
 PathLike = str | os.PathLike[str]
@@ -97,7 +97,7 @@ def classify_objects(
     if features is not None:
         # A big layer is never read whole: it is planned from batches of geometries, and its attributes are read
         # again in batches when the output is written.
-        source = FeatureBatches(features, features_layer, should_stream(features, features_layer, out))
+        source = FeatureBatches(features, features_layer, out)
     total = source.count if source is not None else 0
     columns = source.fields if source is not None else None
     check_fields(columns, label_field, features, out, extra=_extra_fields(features, mode))

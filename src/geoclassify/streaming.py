@@ -30,16 +30,6 @@ PathLike = str | os.PathLike[str]
 STREAM_FEATURES = int(os.environ.get("GEOCLASSIFY_STREAM_FEATURES", "250000"))
 
 
-def should_stream(features: PathLike | gpd.GeoDataFrame, layer: str | None, out: PathLike | None) -> bool:
-    """Stream a big layer file classified into a file; everything else is read whole."""
-    if isinstance(features, gpd.GeoDataFrame) or out is None:
-        return False
-    text = os.fspath(features)
-    if not (is_remote(text) or Path(text).exists()):
-        return False  # a missing file gets its own error when read
-    return int(layer_info(features, layer)["features"]) >= STREAM_FEATURES
-
-
 class FeatureBatches:
     """The features of a run, batch by batch, with the extent applied.
 
@@ -48,11 +38,13 @@ class FeatureBatches:
     layer with its attributes, joined to per-feature results.
     """
 
-    def __init__(self, features: PathLike | gpd.GeoDataFrame, layer: str | None, streamed: bool) -> None:
-        self.features, self.layer, self.streamed = features, layer, streamed
+    def __init__(self, features: PathLike | gpd.GeoDataFrame, layer: str | None, out: PathLike | None) -> None:
+        """A big layer file classified into ``out`` is streamed; anything else is read whole."""
+        self.features, self.layer = features, layer
         self._frame: gpd.GeoDataFrame | None = None
-        if streamed:
-            info = layer_info(features, layer)
+        info = _info_if_file(features, layer) if out is not None else None
+        self.streamed = info is not None and int(info["features"]) >= STREAM_FEATURES
+        if info is not None and self.streamed:
             self.fields = [str(f) for f in info["fields"]]
             self.count = int(info["features"])
             self.geometry_type: str | None = info["geometry_type"]
@@ -115,3 +107,12 @@ class FeatureBatches:
             yield part.to_crs(target_crs.to_wkt()) if target_crs is not None else part
             position += count
             start += selected
+
+
+def _info_if_file(features: PathLike | gpd.GeoDataFrame, layer: str | None) -> dict | None:
+    """OGR's (or GeoParquet's) description of a layer file; None for a GeoDataFrame or a missing file, which
+    :func:`read_features` refuses with its own error."""
+    if isinstance(features, gpd.GeoDataFrame):
+        return None
+    text = os.fspath(features)
+    return layer_info(features, layer) if is_remote(text) or Path(text).exists() else None
