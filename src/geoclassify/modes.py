@@ -59,9 +59,9 @@ def classify_mosaic(
 ) -> Predictions:
     """One result per feature the batches yield, in their order: the plan is made batch by batch, then run."""
     with open_mosaic(refs, cell_size) as raster:
-        band_indexes, spec = prepare_raster(model, raster)
+        band_indexes = prepare_raster(model, raster)
         rows, cols = raster.shape
-        builder = PlanBuilder(spec, rows, cols, spill=batches.streamed)
+        builder = PlanBuilder(chip_spec(model), rows, cols, spill=batches.streamed)
         lost = placed = 0
         for batch in batches:
             moved, batch_lost, batch_placed = reproject(batch, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
@@ -162,7 +162,7 @@ def classify_items(
                 if journal is not None:
                     journal.select(item.position)
                 with opener() as source:
-                    band_indexes, _ = prepare_raster(model, source)
+                    band_indexes = prepare_raster(model, source)
                     predictions = classify_plan(model, source, plan, band_indexes, advance, execution, opener, journal)
             covered[hits] = True
             parts.append((hits, item.position, predictions))

@@ -82,8 +82,8 @@ def check_cell_size(model: Model, raster: RasterSource) -> None:
             )
 
 
-def prepare_raster(model: Model, raster: RasterSource) -> tuple[tuple[int, ...], ChipSpec]:
-    """Choose the raster's bands for the model and check they fit, before a pixel is read: (band indexes, spec)."""
+def prepare_raster(model: Model, raster: RasterSource) -> tuple[int, ...]:
+    """Choose the raster's bands for the model and check they fit, before a pixel is read."""
     band_indexes = raster.select_bands(model.definition.extract_bands)
     if model.band_count is not None and len(band_indexes) != model.band_count:
         raise ModelMismatchError(
@@ -92,7 +92,7 @@ def prepare_raster(model: Model, raster: RasterSource) -> tuple[tuple[int, ...],
         )
     model.prepare(band_indexes)
     check_cell_size(model, raster)
-    return band_indexes, chip_spec(model)
+    return band_indexes
 
 
 def to_pixel_space(raster: RasterSource, geometries: np.ndarray) -> np.ndarray:
