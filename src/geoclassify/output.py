@@ -88,14 +88,15 @@ def write_batches(
         frames = iter(batches)
         first = next(frames)
         second = next(frames, None)
-        checked = (_check_rows(frame, out, driver) for frame in itertools.chain([first, second], frames))
+        ahead = [first] if second is None else [first, second]
+        rows = (_check_rows(frame, out, driver) for frame in itertools.chain(ahead, frames))
         if driver in APPENDABLE:
-            for i, frame in enumerate(f for f in checked if f is not None):
+            for i, frame in enumerate(rows):
                 _write(frame, temp, driver, layer or out.stem, append=i > 0, geometry_type=geometry_type)
-        elif second is None:
-            _write(_check_rows(first, out, driver), temp, driver, layer or out.stem, geometry_type=geometry_type)
+        elif second is None:  # one batch: the format's own writer, with its own type mapping
+            _write(next(rows), temp, driver, layer or out.stem, geometry_type=geometry_type)
         else:
-            _write_stream((f for f in checked if f is not None), temp, driver, layer or out.stem, geometry_type)
+            _write_stream(rows, temp, driver, layer or out.stem, geometry_type)
         if driver == "ESRI Shapefile":
             _replace_shapefile(staging, out)
         else:
@@ -105,8 +106,8 @@ def write_batches(
     return out
 
 
-def _check_rows(frame: pd.DataFrame | None, out: Path, driver: str) -> pd.DataFrame | None:
-    if frame is not None and not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
+def _check_rows(frame: pd.DataFrame, out: Path, driver: str) -> pd.DataFrame:
+    if not isinstance(frame, gpd.GeoDataFrame) and driver not in TABLE_DRIVERS:
         raise OutputError(
             f"output {os.fspath(out)!r}: the rows have no geometry (the images carry no georeference), which "
             f"{driver} cannot hold; write a table instead: .csv, .parquet or .gpkg"
