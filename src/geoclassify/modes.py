@@ -14,9 +14,9 @@ from functools import partial
 
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio.crs import CRS
 
-from .chips import pixel_geometries
 from .errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
 from .images import ImageRef
 from .journal import Journal
@@ -66,7 +66,7 @@ def classify_mosaic(
         for batch in batches:
             moved, batch_lost, batch_placed = reproject(batch, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
             lost, placed = lost + batch_lost, placed + batch_placed
-            builder.add(to_pixel_space(raster, moved))
+            builder.add(to_pixel_space(raster.transform, moved))
         check_lost(lost, placed, batches.crs, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
         opener = partial(open_mosaic, refs, cell_size)
         with builder.finish() as plan, progress_bar(plan.count, progress) as advance:
@@ -90,7 +90,7 @@ class _Item:
     ref: ImageRef
     crs: CRS | None
     label: str
-    inverse: tuple[float, ...]
+    transform: Affine
     outline: shapely.Geometry
     builder: PlanBuilder
     hits: list[np.ndarray]
@@ -122,8 +122,8 @@ def classify_items(
         with source:
             rows, cols = source.shape
             builder = PlanBuilder(spec, rows, cols, spill=batches.streamed)
-            inverse = tuple(~source.transform)[:6]
-            items.append(_Item(position, ref, source.crs, source.path, inverse, footprint(source), builder, []))
+            outline = footprint(source)
+            items.append(_Item(position, ref, source.crs, source.path, source.transform, outline, builder, []))
     empties: list[np.ndarray] = []
     offset = 0
     for batch in batches:
@@ -141,7 +141,7 @@ def classify_items(
                 continue
             item.lost, item.placed = item.lost + lost, item.placed + placed
             hits = np.flatnonzero(~empty & shapely.intersects(moved, item.outline))
-            item.builder.add(pixel_geometries(moved[hits], item.inverse))
+            item.builder.add(to_pixel_space(item.transform, moved[hits]))
             item.hits.append(hits + offset)
         offset += len(batch)
     empty = np.concatenate(empties) if empties else np.zeros(0, dtype=bool)

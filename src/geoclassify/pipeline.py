@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from affine import Affine
 
 from .chips import Chip, ChipSpec, cut_chip, pixel_geometries
 from .errors import BlackenIgnoredWarning, CellSizeWarning, InferenceError, ModelMismatchError
@@ -95,9 +96,9 @@ def prepare_raster(model: Model, raster: RasterSource) -> tuple[int, ...]:
     return band_indexes
 
 
-def to_pixel_space(raster: RasterSource, geometries: np.ndarray) -> np.ndarray:
-    """Geometries in the raster's CRS to its (column, row) grid."""
-    return pixel_geometries(np.asarray(geometries, dtype=object), tuple(~raster.transform)[:6])
+def to_pixel_space(transform: Affine, geometries: np.ndarray) -> np.ndarray:
+    """Geometries in a raster's CRS to its (column, row) grid, given the raster's transform."""
+    return pixel_geometries(np.asarray(geometries, dtype=object), tuple(~transform)[:6])
 
 
 def classify_plan(
