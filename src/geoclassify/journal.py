@@ -43,6 +43,7 @@ class Journal:
         self._last_flush = time.monotonic()
         self._parts = 0
         self.item = -1  # mosaic mode: one result per feature
+        self._previous = _nothing()  # what the interrupted run saved: read once on resume, not once per image
         self._lock: weakref.finalize | None = None
         recorded = self.folder / "run.json"
         if self.folder.exists():
@@ -59,6 +60,7 @@ class Journal:
                         "same command as before with --resume, or start again with --overwrite"
                     )
                 self._parts = len(list(self.folder.glob("part-*.npz")))
+                self._previous = self._load()
                 return
             if not overwrite:
                 raise OutputError(
@@ -79,16 +81,16 @@ class Journal:
         self.item = item
 
     def saved(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(targets, class index, confidence, coverage) of every feature already done (on the selected image)."""
-        items, *arrays = self._load()
+        """(targets, class index, confidence, coverage) of every feature the interrupted run did (on the selected
+        image)."""
+        items, *arrays = self._previous
         mine = items == self.item
         return tuple(a[mine] for a in arrays)  # type: ignore[return-value]
 
     def _load(self) -> list[np.ndarray]:
         parts = sorted(self.folder.glob("part-*.npz"))
         if not parts:
-            empty = np.zeros(0)
-            return [empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64), empty, empty]
+            return _nothing()
         loaded = [np.load(p) for p in parts]
         return [np.concatenate([d[k] for d in loaded]) for k in ("items", *FIELDS)]
 
@@ -139,6 +141,12 @@ class Journal:
         if self._lock is not None:
             self._lock()
             self._lock = None
+
+
+def _nothing() -> list[np.ndarray]:
+    """A journal's arrays (items, targets, labels, scores, coverage) with no rows."""
+    empty = np.zeros(0)
+    return [empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64), empty, empty]
 
 
 def _lock(path: Path, out: str) -> int | None:
