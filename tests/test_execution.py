@@ -171,11 +171,15 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(town,
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(journal.glob("part-*.npz"))) < 2:
         time.sleep(0.05)
-    for extra in ("--overwrite", "--resume"):
-        second = run_classify(raster, package, houses, out, "-q", extra)
-        assert second.returncode == 1
-        assert "another geoclassify run is writing" in second.stderr and "busy.gpkg" in second.stderr
-    assert first.poll() is None, "the first run ended before the second was tried"
+    first.send_signal(signal.SIGSTOP)  # paused midway, however fast the machine: it still holds its journal
+    try:
+        assert first.poll() is None, "the first run ended before the second was tried"
+        for extra in ("--overwrite", "--resume"):
+            second = run_classify(raster, package, houses, out, "-q", extra)
+            assert second.returncode == 1
+            assert "another geoclassify run is writing" in second.stderr and "busy.gpkg" in second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.stderr.read()
     got = read(out)
     assert len(got) == 2000 and got.index.is_unique and not journal.exists()
