@@ -20,10 +20,9 @@ from pyogrio.errors import DataLayerError, DataSourceError
 
 from .errors import FeatureSourceError, GeoclassifyWarning
 from .images import is_remote
+from .settings import stream_batch
 
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
-#: Rows per batch when a big layer is streamed (GEOCLASSIFY_STREAM_BATCH overrides it).
-STREAM_BATCH = int(os.environ.get("GEOCLASSIFY_STREAM_BATCH", "65536"))
 
 
 def list_layers(path: str | os.PathLike[str]) -> list[str]:
@@ -102,7 +101,7 @@ def stream_features(
         return
     layer = resolve_layer(text, layer)
     try:
-        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=STREAM_BATCH, use_pyarrow=True)
+        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=stream_batch(), use_pyarrow=True)
         with stream as (_, reader):
             for batch in reader:
                 yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
@@ -146,7 +145,7 @@ def _stream_parquet(text: str, columns: list[str] | None) -> Iterator[gpd.GeoDat
     file, geo = _parquet_file(text)
     wanted = None if columns is None else [*columns, geo["primary_column"]]
     try:
-        for batch in file.iter_batches(batch_size=STREAM_BATCH, columns=wanted):
+        for batch in file.iter_batches(batch_size=stream_batch(), columns=wanted):
             yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None

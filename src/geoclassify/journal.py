@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from .errors import OutputError
+from .settings import journal_features
 
 #: Results are saved at least this often (seconds) and whenever this many features are waiting
-#: (GEOCLASSIFY_JOURNAL_FEATURES overrides it: smaller saves more often, in more files).
+#: (GEOCLASSIFY_JOURNAL_FEATURES, read in settings.py: smaller saves more often, in more files).
 FLUSH_SECONDS = 1.0
-FLUSH_FEATURES = int(os.environ.get("GEOCLASSIFY_JOURNAL_FEATURES", "4096"))
 FIELDS = ("targets", "labels", "scores", "coverage")
 
 
@@ -99,7 +99,7 @@ class Journal:
         item = np.full(len(targets), self.item, dtype=np.int64)
         self._buffer.append((item, targets, np.asarray(labels), np.asarray(scores), np.asarray(coverage)))
         self._buffered += len(targets)
-        if self._buffered >= FLUSH_FEATURES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        if self._buffered >= journal_features() or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from .settings import progress_delay
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,6 @@ def progress_bar(
         return
     from tqdm import tqdm
 
-    delay = float(os.environ.get("GEOCLASSIFY_PROGRESS_DELAY", "1.0"))
+    delay = progress_delay()
     with tqdm(total=total, desc=description, unit=unit, delay=delay, file=sys.stderr, dynamic_ncols=True) as bar:
         yield bar.update

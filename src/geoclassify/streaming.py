@@ -1,10 +1,10 @@
 """Feature layers as batches: one batch for a layer read whole, many for a big layer that is never held whole.
 
-A layer of :data:`STREAM_FEATURES` features or more is read twice, batch by batch. The first pass reads only the
-geometries, from which each processing mode keeps what its classification loop needs (chip windows and flags; the
-polygons, on disk, when the model blackens). The second pass reads the layer again with its attributes and joins
-each row to its results by position (the same reader gives the same order), writing the output batch by batch.
-A smaller layer, or a GeoDataFrame, is the single batch of both passes.
+A layer of ``GEOCLASSIFY_STREAM_FEATURES`` (250,000) features or more is read twice, batch by batch. The first
+pass reads only the geometries, from which each processing mode keeps what its classification loop needs (chip
+windows and flags; the polygons, on disk, when the model blackens). The second pass reads the layer again with its
+attributes and joins each row to its results by position (the same reader gives the same order), writing the
+output batch by batch. A smaller layer, or a GeoDataFrame, is the single batch of both passes.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ import shapely
 from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
+from . import settings
 from .features import layer_info, read_features, stream_features
 from .images import is_remote
 from .results import geometry_last
 
 PathLike = str | os.PathLike[str]
-
-#: Layers of at least this many features (GEOCLASSIFY_STREAM_FEATURES) are streamed rather than read whole.
-STREAM_FEATURES = int(os.environ.get("GEOCLASSIFY_STREAM_FEATURES", "250000"))
 
 
 class FeatureBatches:
@@ -43,7 +41,7 @@ class FeatureBatches:
         self.features, self.layer = features, layer
         self._frame: gpd.GeoDataFrame | None = None
         info = _info_if_file(features, layer) if out is not None else None
-        self.streamed = info is not None and int(info["features"]) >= STREAM_FEATURES
+        self.streamed = info is not None and int(info["features"]) >= settings.stream_features()
         if info is not None and self.streamed:
             self.fields = [str(f) for f in info["fields"]]
             self.count = int(info["features"])
