@@ -5,9 +5,11 @@ Every error a user can cause ends as one line on stderr and a non-zero exit, nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -85,6 +87,13 @@ def cli() -> None:
 )
 @click.option("--extent-crs", metavar="CRS", help="CRS of --extent (default: the raster's).")
 @click.option("--cell-size", type=float, metavar="SIZE", help="Cut chips at this cell size (raster CRS units).")
+@click.option(
+    "--resampling",
+    default="nearest",
+    show_default=True,
+    metavar="nearest|bilinear|cubic",
+    help="How images are warped onto a mosaic's grid or to --cell-size (Esri's Resampling Method).",
+)
 @click.option("--out-crs", metavar="CRS", help="Coordinate system of the output (e.g. EPSG:4326).")
 @click.option("--parallel-factor", metavar="N|P%", help="Worker processes, or a share of the cores (e.g. 50%).")
 @click.option("--retries", type=int, default=0, show_default=True, help="Run a failed batch again this many times.")
@@ -113,6 +122,7 @@ def classify(
     extent: tuple[float, float, float, float] | None,
     extent_crs: str | None,
     cell_size: float | None,
+    resampling: str,
     out_crs: str | None,
     parallel_factor: str | None,
     retries: int,
@@ -141,6 +151,7 @@ def classify(
         extent=extent or None,
         extent_crs=extent_crs,
         cell_size=cell_size,
+        resampling=resampling,
         out_crs=out_crs,
         trust_code=trust_code,
         parallel_factor=parallel_factor,
@@ -319,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     # Users see geoclassify's own warnings, once each; libraries' deprecation notes are for developers.
     warnings.simplefilter("ignore")
     warnings.simplefilter("default", GeoclassifyWarning)
+    _stop_on_sigterm()
     try:
         cli.main(args=argv, prog_name="geoclassify", standalone_mode=False)
     except GeoclassifyError as exc:
@@ -345,6 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a service manager) stops a run as Ctrl-C does: results so far are saved, worker
+    processes are shut down, and the message says how to resume. Python's default would end the process on the
+    spot, skipping all of that."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding program): keep its handler
+        signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -130,7 +132,26 @@ _STATE: WorkerState | None = None
 def _init_worker(model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> None:
     """The pool's initializer: once per worker process, not per task."""
     global _STATE
+    watch_parent()
     _STATE = open_worker_state(model, opener, spec, band_indexes)
+
+
+def watch_parent(every: float = 0.25) -> None:
+    """End this worker as soon as the process that started it is gone.
+
+    A pool's workers wait on a queue that a SIGKILLed or SIGTERMed parent never closes: without this they lived
+    on (about 290 MB each) and held the terminal's stderr open, so ``| tee`` hung. A thread polls the parent's
+    pid (a dead parent's children are re-parented) rather than using PR_SET_PDEATHSIG, which fires when the
+    *thread* that spawned the worker ends and so would kill workers started by the pool's manager thread.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="geoclassify-parent-watch", daemon=True).start()
 
 
 def _run_task(task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
