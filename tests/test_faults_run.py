@@ -16,7 +16,7 @@ import shapely
 
 from geoclassify.journal import journal_folder
 
-from conftest import classify_argv, flat_package, run_classify, run_cli, write_raster
+from conftest import classify_argv, flat_package, run_classify, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -92,3 +92,62 @@ def test_worker_processes_end_with_a_killed_run(scene, tmp_path, sig):
         resumed = run_classify(raster, package, houses, out, "-q", "--resume")
         assert resumed.returncode == 0, resumed.stderr
         assert len(gpd.read_file(out)) == 600
+
+
+@pytest.mark.parametrize("size", ["inf", "nan", "1e-9", "0", "-1"])
+def test_impossible_cell_sizes_are_one_clear_line(scene, tmp_path, size):
+    """Seen: --cell-size inf and 1e-9 ended in ValueError and OverflowError."""
+    folder, raster, houses, package = scene
+    result = run_classify(raster, package, houses, tmp_path / "out.gpkg", "--cell-size", size)
+    assert result.returncode == 1 and "--cell-size" in result.stderr, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.gpkg").exists()
+
+
+@pytest.mark.parametrize("stream", ["0", "250000"])
+def test_non_finite_vertices_leave_the_feature_unclassified(scene, tmp_path, stream):
+    """Seen: polygons with NaN or infinite vertices raised GEOSException (read whole and streamed); a line with one
+    infinite vertex must not be classified at its finite end."""
+    folder, raster, houses, package = scene
+    layer = gpd.read_file(houses)
+    geometries = list(layer.geometry)
+    x0, y0, x1, y1 = geometries[0].bounds
+    geometries[0] = shapely.Polygon([(x0, y0), (np.nan, y0), (x1, y1), (x0, y1)])
+    geometries[1] = shapely.Polygon([(x0, y0), (np.inf, y0), (x1, y1), (x0, y1)])
+    geometries[2] = shapely.LineString([geometries[2].centroid.coords[0], (np.inf, y0)])
+    broken = tmp_path / "broken.gpkg"
+    layer.set_geometry(geometries).to_file(broken)
+    out = tmp_path / "out.gpkg"
+    env = {**os.environ, "GEOCLASSIFY_STREAM_FEATURES": stream}
+    result = subprocess.run(classify_argv(raster, package, broken, out), env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "3 feature(s) of" in result.stderr and "NaN or infinite coordinates (rows 0, 1, 2" in result.stderr
+    got = gpd.read_file(out)
+    assert len(got) == 600 and got["ClassLabel"][:3].isna().all() and got["ClassLabel"][3:].notna().all()
+    assert (got["Coverage"][:3] == 0).all()
+    assert "597 classified" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet"])
+def test_a_streamed_empty_layer_gives_an_empty_output(scene, tmp_path, suffix):
+    """Seen: StopIteration when an empty layer was streamed."""
+    folder, raster, houses, package = scene
+    empty = tmp_path / f"empty{suffix}"
+    layer = gpd.read_file(houses).iloc[:0]
+    layer.to_parquet(empty) if suffix == ".parquet" else layer.to_file(empty)
+    out = tmp_path / "out.gpkg"
+    env = {**os.environ, "GEOCLASSIFY_STREAM_FEATURES": "0"}
+    result = subprocess.run(classify_argv(raster, package, empty, out), env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "0 features read" in result.stderr, result.stderr
+    assert list(gpd.read_file(out).columns[:2]) == ["id", "ClassLabel"] and len(gpd.read_file(out)) == 0
+
+
+@pytest.mark.parametrize("variable", ["GEOCLASSIFY_STREAM_FEATURES", "GEOCLASSIFY_STREAM_BATCH"])
+def test_a_bad_tuning_variable_is_named(scene, tmp_path, variable):
+    """Seen: GEOCLASSIFY_STREAM_FEATURES=abc raised a traceback while Python imported geoclassify."""
+    folder, raster, houses, package = scene
+    env = {**os.environ, "GEOCLASSIFY_STREAM_FEATURES": "0", variable: "abc"}
+    argv = classify_argv(raster, package, houses, tmp_path / "out.gpkg")
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and f"{variable}='abc'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,8 +1,9 @@
-"""Esri's analysis environments that change *what* is classified: extent, cell size, output coordinate system,
-and the processing mode for image collections."""
+"""Esri's analysis environments that change *what* is classified: extent, cell size, resampling method, output
+coordinate system, and the processing mode for image collections."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -11,6 +12,7 @@ import shapely
 from pyproj import CRS as ProjCRS
 from pyproj.exceptions import CRSError
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.warp import transform_geom
 
 from .errors import SettingError
@@ -23,6 +25,13 @@ PROCESSING_MODES = {
     "items": "items",
     "process_items_separately": "items",
 }
+
+#: Esri's Resampling Method environment (``arcpy.env.resamplingMethod``, REST ``context.resamplingMethod``), by the
+#: lower-case of Esri's names. It applies wherever pixels move to another grid: a mosaic's images in another CRS,
+#: cell size or alignment, and ``--cell-size``.
+RESAMPLING_METHODS = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic}
+#: Esri's default: nearest neighbour keeps every pixel value as the sensor recorded it.
+DEFAULT_RESAMPLING = Resampling.nearest
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,19 @@ def parse_processing_mode(value: str) -> ProcessingMode:
     return mode  # type: ignore[return-value]
 
 
+def parse_resampling(value: str | Resampling) -> Resampling:
+    """``nearest``, ``bilinear`` or ``cubic`` in any case (so Esri's NEAREST, BILINEAR, CUBIC too)."""
+    if isinstance(value, Resampling) and value in RESAMPLING_METHODS.values():
+        return value
+    method = RESAMPLING_METHODS.get(str(value).strip().lower())
+    if method is None:
+        raise SettingError(
+            f"--resampling {value!r} is not one of: nearest, bilinear, cubic (Esri's NEAREST, BILINEAR, CUBIC)"
+        )
+    return method
+
+
 def check_cell_size(value: float | None) -> float | None:
-    if value is not None and not value > 0:
+    if value is not None and not (value > 0 and math.isfinite(value)):
         raise SettingError(f"--cell-size {value!r} must be a positive number in the raster CRS's units")
     return value

@@ -95,3 +95,7 @@ class UnreferencedImagesWarning(GeoclassifyWarning):
 
 class CellSizeWarning(GeoclassifyWarning):
     """The raster's cell size lies outside the model's training range (MinCellSize/MaxCellSize)."""
+
+
+class InvalidGeometryWarning(GeoclassifyWarning):
+    """Some features have geometries that cannot be placed on a grid (NaN or infinite coordinates)."""

@@ -103,8 +103,7 @@ def stream_features(
     try:
         stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=stream_batch(), use_pyarrow=True)
         with stream as (_, reader):
-            for batch in reader:
-                yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
+            yield from _at_least_one(reader, reader.schema)
     except (DataSourceError, DataLayerError, OSError) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
 
@@ -145,7 +144,18 @@ def _stream_parquet(text: str, columns: list[str] | None) -> Iterator[gpd.GeoDat
     file, geo = _parquet_file(text)
     wanted = None if columns is None else [*columns, geo["primary_column"]]
     try:
-        for batch in file.iter_batches(batch_size=stream_batch(), columns=wanted):
-            yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
+        schema = file.schema_arrow if wanted is None else pa.schema([file.schema_arrow.field(n) for n in wanted])
+        yield from _at_least_one(file.iter_batches(batch_size=stream_batch(), columns=wanted), schema)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+
+
+def _at_least_one(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[gpd.GeoDataFrame]:
+    """Each record batch as a GeoDataFrame; an empty layer gives one empty batch (its fields and CRS), so every
+    consumer sees the layer's shape and none has to handle "no batch at all"."""
+    given = False
+    for batch in batches:
+        given = True
+        yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([batch]))
+    if not given:
+        yield gpd.GeoDataFrame.from_arrow(pa.Table.from_batches([], schema=schema))

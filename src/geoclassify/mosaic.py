@@ -2,8 +2,9 @@
 
 The grid takes the CRS and pixel alignment of the first georeferenced image, the cell size of that image or
 the one asked for, and the union of all footprints. A source already on that grid is read directly; any other
-(another CRS, cell size or pixel alignment) is warped onto it by GDAL (a WarpedVRT, bilinear) window by window.
-Where images overlap, the first in the list wins, as in a mosaic dataset's "first" method.
+(another CRS, cell size or pixel alignment) is warped onto it by GDAL (a WarpedVRT) window by window, with the
+Resampling Method environment's method (nearest by default, as in ArcGIS). Where images overlap, the first in the
+list wins, as in a mosaic dataset's "first" method.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from .errors import RasterError
+from .environment import DEFAULT_RESAMPLING
+from .errors import RasterError, SettingError
 from .raster import RasterSource, read_clamped
-
-#: Resampling used when a source is warped onto the grid.
-RESAMPLING = Resampling.bilinear
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,10 @@ class Grid:
     def bounds(self) -> tuple[float, float, float, float]:
         left, top = self.transform.c, self.transform.f
         return (left, top + self.transform.e * self.height, left + self.transform.a * self.width, top)
+
+
+#: GDAL addresses a raster's width and height as 32-bit integers.
+MAX_GRID_CELLS = 2**31 - 1
 
 
 def mosaic_grid(sources: Sequence[RasterSource], cell_size: float | None = None) -> Grid:
@@ -73,14 +76,19 @@ def mosaic_grid(sources: Sequence[RasterSource], cell_size: float | None = None)
     top = base.f - math.floor((base.f - max(tops)) / res_y + 1e-9) * res_y
     width = max(1, math.ceil((max(rights) - left) / res_x - 1e-9))
     height = max(1, math.ceil((top - min(bottoms)) / res_y - 1e-9))
+    if max(width, height) > MAX_GRID_CELLS:
+        raise SettingError(
+            f"--cell-size {res_x:g} gives a grid of {width:.3g} x {height:.3g} cells over the images, more than GDAL "
+            f"can address ({MAX_GRID_CELLS:,} a side); give a cell size near the images' own ({base.a:g})"
+        )
     return Grid(crs, Affine(res_x, 0.0, left, 0.0, -res_y, top), width, height)
 
 
 def warp_scales(source: RasterSource, grid: Grid) -> tuple[float, float]:
     """Grid pixels per source pixel along x and y, fixed for the whole source.
 
-    GDAL otherwise derives them per warped chunk, and when downsampling that changes the bilinear kernel's width,
-    so the same pixel could come out differently depending on which window asked for it.
+    GDAL otherwise derives them per warped chunk, and when downsampling that changes the bilinear or cubic
+    kernel's width, so the same pixel could come out differently depending on which window asked for it.
     """
     bounds = source.dataset.bounds
     if source.crs is not None and grid.crs is not None and source.crs != grid.crs:
@@ -91,11 +99,19 @@ def warp_scales(source: RasterSource, grid: Grid) -> tuple[float, float]:
 
 
 class GridSource:
-    """Pixels of several rasters on one :class:`Grid`, read window by window (the pipeline's raster)."""
+    """Pixels of several rasters on one :class:`Grid`, read window by window (the pipeline's raster); sources off
+    the grid are warped with ``resampling``."""
 
-    def __init__(self, sources: Sequence[RasterSource], grid: Grid, label: str | None = None) -> None:
+    def __init__(
+        self,
+        sources: Sequence[RasterSource],
+        grid: Grid,
+        label: str | None = None,
+        resampling: Resampling = DEFAULT_RESAMPLING,
+    ) -> None:
         self.sources = list(sources)
         self.grid = grid
+        self.resampling = resampling
         self.path = label or (
             self.sources[0].path if len(self.sources) == 1 else f"mosaic of {len(self.sources)} images"
         )
@@ -134,7 +150,7 @@ class GridSource:
             transform=grid.transform,
             width=grid.width,
             height=grid.height,
-            resampling=RESAMPLING,
+            resampling=self.resampling,
             add_alpha=True,
             XSCALE=repr(x_scale),
             YSCALE=repr(y_scale),

@@ -43,8 +43,8 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
 
 
 def stream_features() -> int:
-    """Layers of at least this many features are streamed rather than read whole."""
-    return env_int("GEOCLASSIFY_STREAM_FEATURES", 250_000)
+    """Layers of at least this many features are streamed rather than read whole (0: every layer)."""
+    return env_int("GEOCLASSIFY_STREAM_FEATURES", 250_000, minimum=0)
 
 
 def stream_batch() -> int:

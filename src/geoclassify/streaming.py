@@ -10,6 +10,7 @@ output batch by batch. A smaller layer, or a GeoDataFrame, is the single batch o
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,10 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from . import settings
+from .errors import InvalidGeometryWarning
 from .features import layer_info, read_features, stream_features
 from .images import is_remote
-from .results import geometry_last
+from .results import describe, geometry_last
 
 PathLike = str | os.PathLike[str]
 
@@ -64,14 +66,20 @@ class FeatureBatches:
 
     def __iter__(self) -> Iterator[gpd.GeoDataFrame]:
         kept: list[np.ndarray] = []
+        broken: list[np.ndarray] = []
         batches = [self._frame] if self._frame is not None else stream_features(self.features, self.layer, columns=[])
+        position = 0
         for batch in batches:
+            batch, bad = _without_non_finite(batch)
+            broken.append(bad + position)
+            position += len(batch)
             if self.reach is not None:
                 keep = batch.geometry.intersects(self.reach).to_numpy()
                 kept.append(keep)
                 batch = batch.loc[keep]
             yield batch
         self.kept = np.concatenate(kept) if kept else None
+        _warn_non_finite(np.concatenate(broken) if broken else np.zeros(0, dtype=np.int64), self.features)
 
     def rows(
         self,
@@ -105,6 +113,37 @@ class FeatureBatches:
             yield part.to_crs(target_crs.to_wkt()) if target_crs is not None else part
             position += count
             start += selected
+
+
+def _without_non_finite(batch: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """The batch with geometries that have a NaN or infinite coordinate taken as missing, and their positions.
+
+    Such a vertex has no place on any grid (GEOS fails on it, a chip window would be infinite), and a line with
+    one infinite vertex must not be classified at its finite end as if that were the object: the feature is left
+    unclassified, as one with an empty geometry is. The output keeps the geometry as it was read.
+    """
+    geometries = batch.geometry.array
+    coordinates, owner = shapely.get_coordinates(np.asarray(geometries, dtype=object), return_index=True)
+    bad = np.unique(owner[~np.isfinite(coordinates).all(axis=1)])
+    if not len(bad):
+        return batch, bad
+    batch = batch.copy()  # never the caller's GeoDataFrame
+    cleaned = np.asarray(geometries, dtype=object).copy()
+    cleaned[bad] = None
+    return batch.set_geometry(gpd.GeoSeries(cleaned, index=batch.index, crs=batch.crs)), bad
+
+
+def _warn_non_finite(positions: np.ndarray, features: PathLike | gpd.GeoDataFrame) -> None:
+    if not len(positions):
+        return
+    shown = ", ".join(str(int(p)) for p in positions[:5]) + (", ..." if len(positions) > 5 else "")
+    warnings.warn(
+        f"{len(positions)} feature(s) of {describe(features)} have NaN or infinite coordinates (rows {shown}, "
+        "counting from 0); they are left unclassified, like empty geometries: fix or drop those vertices to classify "
+        "them.",
+        InvalidGeometryWarning,
+        stacklevel=3,
+    )
 
 
 def _info_if_file(features: PathLike | gpd.GeoDataFrame, layer: str | None) -> dict | None:
