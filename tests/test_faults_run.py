@@ -8,15 +8,17 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 import shapely
 
 from geoclassify.journal import journal_folder
 
-from conftest import classify_argv, flat_package, run_classify, write_raster
+from conftest import classify_argv, flat_package, run_classify, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -151,3 +153,44 @@ def test_a_bad_tuning_variable_is_named(scene, tmp_path, variable):
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert result.returncode == 1 and f"{variable}='abc'" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _vrt_of_missing_source(path: Path, like: Path) -> Path:
+    """A VRT over a source file that does not exist."""
+    with rasterio.open(like) as source:
+        geotransform = ", ".join(map(str, source.transform.to_gdal()))
+        height, width, wkt = source.height, source.width, source.crs.to_wkt()
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">gone.tif'
+        f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for b in (1, 2, 3)
+    )
+    path.write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>{escape(wkt)}</SRS>'
+        f"<GeoTransform>{geotransform}</GeoTransform>{bands}</VRTDataset>"
+    )
+    return path
+
+
+@pytest.mark.parametrize("broken", ["truncated", "vrt"])
+@pytest.mark.parametrize("mode", ["mosaic", "items"])
+def test_a_failed_read_names_gdals_cause(scene, tmp_path, broken, mode):
+    """Seen: a truncated TIFF, a VRT whose source is missing and a broken image in items mode said only "Read
+    failed. See previous exception for details."."""
+    folder, raster, houses, package = scene
+    if broken == "truncated":
+        image = tmp_path / "cut.tif"
+        whole = raster.read_bytes()
+        image.write_bytes(whole[: len(whole) // 2])
+        cause = "TIFFReadEncodedTile"
+    else:
+        image = _vrt_of_missing_source(tmp_path / "mosaic.vrt", raster)
+        cause = "gone.tif: No such file or directory"
+    images = ["--image", raster, "--image", image] if mode == "items" else ["--image", image]
+    result = run_cli(
+        "classify", *images, "--processing-mode", mode, "--features", houses, "--model", package,
+        "--out", tmp_path / "out.gpkg",
+    )
+    assert result.returncode == 1, result.stderr
+    assert cause in result.stderr and image.name in result.stderr, result.stderr
+    assert "See previous exception" not in result.stderr and "Traceback" not in result.stderr

@@ -23,6 +23,31 @@ from rasterio.windows import Window
 from .errors import RasterError
 from .images import is_remote
 
+#: What a failed read usually means, for the user who has to act on it.
+READ_HINT = "the file may be truncated or corrupt, or a file it refers to may be missing"
+
+
+def gdal_cause(exc: BaseException) -> str:
+    """What GDAL said, from rasterio's exception chain.
+
+    rasterio raises "Read failed. See previous exception for details." with GDAL's own errors chained behind it:
+    the deepest is the root cause (a missing VRT source, a short read), the first the context (which band, which
+    block). Both are given; the generic text is dropped.
+    """
+    messages: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).strip()
+        if text and "See previous exception" not in text and text not in messages:
+            messages.append(text)
+        current = current.__cause__ or current.__context__
+    if not messages:
+        return str(exc)
+    root, context = messages[-1], messages[0]
+    return root if root == context or root in context else f"{root}; {context}"
+
 
 class RasterSource:
     """One open raster, with the bands a model asked for resolved to 0-based indexes."""
@@ -37,7 +62,9 @@ class RasterSource:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.dataset = rasterio.open(location)
         except RasterioIOError as exc:
-            raise RasterError(f"raster {self.path!r} cannot be read by GDAL ({exc}); is it an image file?") from None
+            raise RasterError(
+                f"raster {self.path!r} cannot be read by GDAL ({gdal_cause(exc)}); is it an image file?"
+            ) from None
         self.band_indexes: tuple[int, ...] = tuple(range(self.dataset.count))
         # Reading masks costs a second pass over every window; skip it when GDAL says all pixels are valid.
         self.needs_mask = any(MaskFlags.all_valid not in flags for flags in self.dataset.mask_flag_enums)
@@ -146,7 +173,9 @@ def read_clamped(
             data = np.where(masks, data, 0)
             inside = masks.all(axis=0)
     except RasterioIOError as exc:
-        raise RasterError(f"raster {label!r}: reading rows {r0}-{r1}, columns {c0}-{c1} failed ({exc})") from None
+        raise RasterError(
+            f"raster {label!r}: reading rows {r0}-{r1}, columns {c0}-{c1} failed ({gdal_cause(exc)}); {READ_HINT}"
+        ) from None
     pixels[:, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = data
     valid[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = inside
     return pixels, valid
@@ -177,5 +206,5 @@ def _read_resampled(
             data = np.where(masks, data, np.float32(0))
             valid = masks.all(axis=0)
     except RasterioIOError as exc:
-        raise RasterError(f"raster {label!r}: reading failed ({exc})") from None
+        raise RasterError(f"raster {label!r}: reading failed ({gdal_cause(exc)}); {READ_HINT}") from None
     return data, valid
