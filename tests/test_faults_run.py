@@ -12,13 +12,16 @@ from xml.sax.saxutils import escape
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import shapely
 
+from geoclassify.chips import ChipSpec, plan_windows
 from geoclassify.journal import journal_folder
+from geoclassify.pipeline import to_pixel_space
 
-from conftest import classify_argv, flat_package, run_classify, run_cli, write_raster
+from conftest import SHARED_DATA, classify_argv, flat_package, run_classify, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -194,3 +197,22 @@ def test_a_failed_read_names_gdals_cause(scene, tmp_path, broken, mode):
     assert result.returncode == 1, result.stderr
     assert cause in result.stderr and image.name in result.stderr, result.stderr
     assert "See previous exception" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_envelope_windows_ignore_float_noise_at_pixel_edges():
+    """Seen: a box whose edge is 227.00000000047 px became 228 px wide; 13 of 61 DeepForest crowns changed size.
+    The crowns' pixel boxes, carried to map coordinates and back, must give exactly those windows."""
+    crowns = SHARED_DATA / "neon-trees" / "OSBS_029.csv"
+    if not crowns.exists():
+        pytest.skip("shared data not present")
+    boxes = pd.read_csv(crowns)
+    with rasterio.open(crowns.with_suffix(".tif")) as image:
+        transform = image.transform
+    x0, y0 = transform * (boxes.xmin.to_numpy(), boxes.ymin.to_numpy())
+    x1, y1 = transform * (boxes.xmax.to_numpy(), boxes.ymax.to_numpy())
+    pixel = to_pixel_space(transform, shapely.box(x0, y1, x1, y0))
+    windows = plan_windows(shapely.bounds(pixel), ChipSpec(height=224, width=224, fixed=False))
+    expected = np.stack([boxes.ymin, boxes.xmin, boxes.ymax - boxes.ymin, boxes.xmax - boxes.xmin], axis=1)
+    assert (windows == expected).all()
+    # A real fraction of a pixel still takes the whole pixel.
+    assert plan_windows(np.array([[0.0, 0.0, 10.001, 5.0]]), ChipSpec(64, 64, fixed=False))[0].tolist() == [0, 0, 5, 11]

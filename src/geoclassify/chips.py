@@ -57,6 +57,10 @@ def pixel_geometries(geometries: np.ndarray, inverse: tuple[float, ...]) -> np.n
     return shapely.transform(geometries, apply)
 
 
+#: Envelope edges this close to a pixel edge (in pixels) snap to it.
+SNAP_PIXELS = 1e-6
+
+
 def plan_windows(bounds: np.ndarray, spec: ChipSpec, points: np.ndarray | None = None) -> np.ndarray:
     """Native windows ``(row_off, col_off, height, width)`` for envelopes ``(minc, minr, maxc, maxr)``.
 
@@ -75,9 +79,11 @@ def plan_windows(bounds: np.ndarray, spec: ChipSpec, points: np.ndarray | None =
     windows[:, 3] = spec.width
     if spec.fixed or n == 0:
         return windows
-    c0, r0 = np.floor(minc), np.floor(minr)
-    width = np.maximum(np.ceil(maxc) - c0, 1)
-    height = np.maximum(np.ceil(maxr) - r0, 1)
+    # An edge within SNAP_PIXELS of a pixel edge is on it: map coordinates carried through a transform come
+    # back as 227.00000000047, which must not widen the window by a whole pixel.
+    c0, r0 = np.floor(minc + SNAP_PIXELS), np.floor(minr + SNAP_PIXELS)
+    width = np.maximum(np.ceil(maxc - SNAP_PIXELS) - c0, 1)
+    height = np.maximum(np.ceil(maxr - SNAP_PIXELS) - r0, 1)
     envelope = (width <= spec.width) & (height <= spec.height)
     if points is not None:
         envelope &= ~np.asarray(points, dtype=bool)
