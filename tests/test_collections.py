@@ -205,4 +205,4 @@ def test_extent_picks_the_images_it_meets(tmp_path):
     assert result.returncode == 0, result.stderr
     got = gpd.read_file(out)
     assert list(got["ImageID"]) == [str(NEON / TILES[0].name)]
-    assert "1 images read" in result.stderr and "1 outside the extent left out" in result.stderr
+    assert "2 images read, 1 outside the extent left out, 1 classified" in result.stderr

@@ -216,3 +216,27 @@ def test_envelope_windows_ignore_float_noise_at_pixel_edges():
     assert (windows == expected).all()
     # A real fraction of a pixel still takes the whole pixel.
     assert plan_windows(np.array([[0.0, 0.0, 10.001, 5.0]]), ChipSpec(64, 64, fixed=False))[0].tolist() == [0, 0, 5, 11]
+
+
+@pytest.mark.parametrize(
+    ("extent", "missed"),
+    [(["0", "0", "10", "10"], "misses every feature of"), ([str(X + 300), str(Y - 100), str(X + 400), str(Y)], None)],
+)
+def test_an_extent_that_misses_says_so(scene, tmp_path, extent, missed):
+    """Seen: an extent that missed the raster or every feature wrote an empty file with exit 0 and "0 features
+    read". Features outside the extent are read and counted apart; a warning says the extent misses."""
+    folder, raster, houses, package = scene
+    layer = gpd.read_file(houses)
+    far = layer.set_geometry(layer.geometry.translate(300, 0))  # east of the 200 m raster
+    wide = tmp_path / "wide.gpkg"
+    gpd.GeoDataFrame(pd.concat([layer, far], ignore_index=True), crs=layer.crs).to_file(wide)
+    result = run_classify(raster, package, wide, tmp_path / "out.gpkg", "--extent", *extent)
+    assert result.returncode == 0, result.stderr
+    if missed:
+        assert missed in result.stderr and "1200 features read, 1200 outside the extent left out" in result.stderr
+    else:  # the extent holds the far copies but not the raster
+        assert "misses raster '" in result.stderr and "scene.tif', so nothing is classified" in result.stderr
+        assert "1200 features read, 600 outside the extent left out, 0 classified, 600 outside the raster" in (
+            result.stderr
+        )
+    assert len(gpd.read_file(tmp_path / "out.gpkg")) == (0 if missed else 600)

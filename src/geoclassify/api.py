@@ -14,10 +14,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 
-from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode
+from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode, parse_resampling
 from .errors import (
     CRSMismatchError,
+    ExtentWarning,
     GeoclassifyError,
     GeoclassifyWarning,
     NoOverlapWarning,
@@ -34,7 +36,7 @@ from .parallel import Execution, check_execution, parse_parallel_factor
 from .pipeline import Predictions, chip_spec
 from .progress import Summary, progress_bar
 from .raster import RasterSource
-from .results import DEFAULT_LABEL_FIELD, check_fields, describe, result_columns
+from .results import DEFAULT_LABEL_FIELD, ResultFields, check_fields, describe, result_columns
 from .streaming import FeatureBatches
 from .whole_images import classify_whole_images, select_images, to_crs
 
@@ -52,6 +54,7 @@ def classify_objects(
     features_layer: str | None = None,
     out_layer: str | None = None,
     label_field: str = DEFAULT_LABEL_FIELD,
+    field_prefix: str = "",
     arguments: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -61,6 +64,7 @@ def classify_objects(
     extent: Sequence[float] | Extent | None = None,
     extent_crs: str | CRS | None = None,
     cell_size: float | None = None,
+    resampling: str | Resampling = "nearest",
     out_crs: str | CRS | None = None,
     trust_code: bool = False,
     parallel_factor: str | int | None = None,
@@ -74,7 +78,9 @@ def classify_objects(
     ``image`` is a raster, a folder, a list file, a glob pattern, a VRT or a STAC Item(Collection) (or a list of
     them). With ``features``, every feature is classified on the collection (``processing_mode`` "mosaic") or on
     each image that covers it ("items"); without, each image is one object. The environments ``extent``
-    (``extent_crs``, default the raster's CRS), ``cell_size`` and ``out_crs`` behave as Esri's, and so do the
+    (``extent_crs``, default the raster's CRS), ``cell_size``, ``resampling`` (Esri's Resampling Method: "nearest",
+    the default, "bilinear" or "cubic", for images warped onto a mosaic's grid or to ``cell_size``) and
+    ``out_crs`` behave as Esri's, and so do the
     execution ones: ``parallel_factor`` (worker processes, or a share of the cores such as "50%"), ``retries`` (a
     failed batch is run again that many times) and ``recycle_interval`` (workers replaced after that many batches).
     ``scheduler`` runs the batches on a Dask cluster instead: a scheduler address (``"tcp://host:8786"``),
@@ -88,6 +94,7 @@ def classify_objects(
     started = time.perf_counter()
     mode = parse_processing_mode(processing_mode)
     cell_size = check_cell_size(cell_size)
+    method = parse_resampling(resampling)
     target_crs = parse_crs(out_crs, "--out-crs") if out_crs is not None else None
     area = extent if isinstance(extent, Extent) or extent is None else Extent.parse(extent, extent_crs)
     execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval, scheduler)
@@ -100,7 +107,8 @@ def classify_objects(
         source = FeatureBatches(features, features_layer, out)
     total = source.count if source is not None else 0
     columns = source.fields if source is not None else None
-    check_fields(columns, label_field, features, out, extra=_extra_fields(features, mode))
+    fields = ResultFields.named(label_field, field_prefix)
+    check_fields(columns, fields, features, out, extra=_extra_fields(features, mode))
     loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
     refs = resolve_images(image, recursive=recursive, asset=asset)
     journal = None
@@ -114,9 +122,10 @@ def classify_objects(
             "model": loaded.package.origin or loaded.package.source,
             # batch_size is left out: results do not depend on it, so a resumed run may use another.
             "arguments": {k: str(v) for k, v in loaded.arguments.items() if k != "batch_size"},
-            "label_field": label_field,
+            "fields": list(fields),
             "extent": repr(area),
             "cell_size": cell_size,
+            "resampling": method.name,
         }
         journal = Journal(out, fingerprint, resume, overwrite)
     elif resume:
@@ -134,12 +143,25 @@ def classify_objects(
                     GeoclassifyWarning,
                     stacklevel=3,
                 )
-            table, summary = _classify_images(loaded, refs, label_field, area, cell_size, target_crs, progress)
+            table, summary = _classify_images(loaded, refs, fields, area, cell_size, target_crs, progress, method)
             rows: Iterator[pd.DataFrame] = iter([table])
         else:
             rows, summary = _classify_features(
-                loaded, refs, source, mode, label_field, area, cell_size, target_crs, progress, execution, journal
+                loaded,
+                refs,
+                source,
+                mode,
+                fields,
+                area,
+                cell_size,
+                target_crs,
+                progress,
+                execution,
+                journal,
+                resampling=method,
             )
+    if area is not None:
+        _warn_extent_misses(area, refs, summary, features)
     summary = Summary(**{**summary.__dict__, "seconds": time.perf_counter() - started})
     if out is None:
         result = next(rows)  # layers are streamed only into files, so this is the one batch
@@ -199,13 +221,14 @@ def _classify_features(
     refs: Sequence[ImageRef],
     source: FeatureBatches,
     mode: str,
-    label_field: str,
+    fields: ResultFields,
     area: Extent | None,
     cell_size: float | None,
     target_crs: CRS | None,
     progress: bool,
     execution: Execution,
     journal: Journal | None = None,
+    resampling: Resampling = Resampling.nearest,
 ) -> tuple[Iterator[gpd.GeoDataFrame], Summary]:
     """Classify the features; the output rows come as batches, read again from the layer when it is streamed."""
     features = source.features
@@ -217,10 +240,12 @@ def _classify_features(
             f"{target_crs.to_string()} (--out-crs)"
         )
     if mode == "mosaic":
-        predictions = classify_mosaic(model, refs, source, features, cell_size, progress, execution, journal)
+        predictions = classify_mosaic(
+            model, refs, source, features, cell_size, progress, execution, journal, resampling
+        )
         feature, extra = None, None
     else:
-        items = classify_items(model, refs, source, features, cell_size, progress, execution, journal)
+        items = classify_items(model, refs, source, features, cell_size, progress, execution, journal, resampling)
         predictions, feature = items.predictions, items.feature
         ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
         extra = pd.DataFrame({"ItemID": pd.array(ids[items.item], dtype="string")})
@@ -238,12 +263,12 @@ def _classify_features(
             rows=len(feature),
             skipped=skipped,
         )
-    return source.rows(_result_columns(model, predictions, label_field), target_crs, feature, extra), summary
+    return source.rows(_result_columns(model, predictions, fields), target_crs, feature, extra), summary
 
 
-def _result_columns(model: Model, predictions: Predictions, label_field: str) -> pd.DataFrame:
+def _result_columns(model: Model, predictions: Predictions, fields: ResultFields) -> pd.DataFrame:
     return result_columns(
-        model.definition.classes, predictions.class_index, predictions.confidence, predictions.coverage, label_field
+        model.definition.classes, predictions.class_index, predictions.confidence, predictions.coverage, fields
     )
 
 
@@ -255,6 +280,27 @@ def _mosaic_summary(predictions: Predictions, skipped: int) -> Summary:
         outside=int((~classified & ~predictions.empty).sum()),
         empty=int(predictions.empty.sum()),
         skipped=skipped,
+    )
+
+
+def _warn_extent_misses(
+    area: Extent, refs: Sequence[ImageRef], summary: Summary, features: PathLike | gpd.GeoDataFrame | None
+) -> None:
+    """An extent that leaves nothing to classify is almost always a mistake (a swapped axis, another CRS), yet
+    the run succeeds with an empty output: say so, and what was missed."""
+    where = f"--extent {area.xmin:.10g} {area.ymin:.10g} {area.xmax:.10g} {area.ymax:.10g}"
+    crs = f"in {area.crs.to_string()}" if area.crs is not None else "in the first image's CRS"
+    if summary.skipped and not summary.read:
+        objects = f"feature of {describe(features)}" if features is not None else "image"
+        missed = f"every {objects}"
+    elif features is not None and not select_images(refs, area):
+        missed = _images_label(refs)
+    else:
+        return
+    warnings.warn(
+        f"{where} ({crs}) misses {missed}, so nothing is classified; check the numbers and their CRS",
+        ExtentWarning,
+        stacklevel=3,
     )
 
 
@@ -271,11 +317,12 @@ def _warn_no_overlap(predictions: Predictions, features: PathLike | gpd.GeoDataF
 def _classify_images(
     model: Model,
     refs: Sequence[ImageRef],
-    label_field: str,
+    fields: ResultFields,
     area: Extent | None,
     cell_size: float | None,
     target_crs: CRS | None,
     progress: bool,
+    resampling: Resampling = Resampling.nearest,
 ) -> tuple[pd.DataFrame, Summary]:
     skipped = 0
     if area is not None:
@@ -283,14 +330,14 @@ def _classify_images(
         skipped = len(refs) - len(kept)
         refs = kept
     with progress_bar(len(refs), progress, "classifying images", unit=" images") as advance:
-        results = classify_whole_images(model, refs, cell_size, advance)
+        results = classify_whole_images(model, refs, cell_size, advance, resampling)
     class_index = np.array([r.class_index for r in results], dtype=np.int64)
     columns = result_columns(
         model.definition.classes,
         class_index,
         np.array([r.confidence for r in results]),
         np.array([r.coverage for r in results]),
-        label_field,
+        fields,
     )
     table = pd.DataFrame({"ImageID": pd.array([r.ref.image_id for r in results], dtype="string")})
     table = pd.concat([table, columns], axis=1)

@@ -62,6 +62,13 @@ def cli() -> None:
 @click.option("--out-layer", metavar="NAME", help="Layer name in a GeoPackage output (default: the file name).")
 @click.option("--label-field", default=DEFAULT_LABEL_FIELD, show_default=True, help="Name of the class label field.")
 @click.option(
+    "--field-prefix",
+    default="",
+    metavar="TEXT",
+    help="Put TEXT before the name of every field the run adds (e.g. m2_ gives m2_ClassLabel, m2_Confidence, ...), "
+    "so a layer classified before can carry a second model's results.",
+)
+@click.option(
     "--argument",
     "arguments",
     multiple=True,
@@ -115,6 +122,7 @@ def classify(
     features_layer: str | None,
     out_layer: str | None,
     label_field: str,
+    field_prefix: str,
     arguments: tuple[str, ...],
     processing_mode: str,
     recursive: bool,
@@ -142,6 +150,7 @@ def classify(
         features_layer=features_layer,
         out_layer=out_layer,
         label_field=label_field,
+        field_prefix=field_prefix,
         arguments=split_assignments(arguments),
         overwrite=overwrite,
         progress=not quiet and sys.stderr.isatty(),

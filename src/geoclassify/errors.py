@@ -13,7 +13,15 @@ class GeoclassifyError(Exception):
 
 
 class ModelPackageError(GeoclassifyError, ValueError):
-    """The model package (.dlpk, .emd, inline EMD) is unreadable, unsafe or inconsistent."""
+    """The model package (.dlpk, .emd, inline EMD) is unreadable, unsafe or inconsistent.
+
+    ``key`` names the EMD key at fault when there is one, so a caller that knows where the user gave that key
+    (``geoclassify package`` options) can say so.
+    """
+
+    def __init__(self, message: str = "", key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ModelDefinitionError(ModelPackageError):
@@ -93,9 +101,17 @@ class UnreferencedImagesWarning(GeoclassifyWarning):
     """Some images have no georeference, so their rows have no geometry."""
 
 
+class DuplicateClassValueWarning(GeoclassifyWarning):
+    """Two entries of Classes share a Value, so ClassValue cannot tell their features apart."""
+
+
 class CellSizeWarning(GeoclassifyWarning):
     """The raster's cell size lies outside the model's training range (MinCellSize/MaxCellSize)."""
 
 
 class InvalidGeometryWarning(GeoclassifyWarning):
     """Some features have geometries that cannot be placed on a grid (NaN or infinite coordinates)."""
+
+
+class ExtentWarning(GeoclassifyWarning):
+    """The extent misses every feature or image, or the raster, so nothing is classified."""

@@ -33,20 +33,19 @@ class Summary:
         return self.read / self.seconds if self.seconds > 0 else float("inf")
 
     def line(self) -> str:
+        # Objects the extent left out were read too: they are counted with the rest, then set apart.
+        text = f"{self.read + self.skipped} {self.unit} read"
+        if self.skipped:
+            text += f", {self.skipped} outside the extent left out"
         if self.unit == "images":
-            text = (
-                f"{self.read} images read, {self.classified} classified, {self.errors} unreadable, "
-                f"{self.outside} without valid pixels"
-            )
+            text += f", {self.classified} classified, {self.errors} unreadable, {self.outside} without valid pixels"
         else:
-            text = (
-                f"{self.read} features read, {self.classified} classified, {self.outside} outside the raster "
-                f"or on NoData only, {self.empty} with empty geometry"
+            text += (
+                f", {self.classified} classified, {self.outside} outside the raster or on NoData only, "
+                f"{self.empty} with empty geometry"
             )
         if self.rows is not None:
             text += f", {self.rows} rows (one per feature and image that covers it)"
-        if self.skipped:
-            text += f", {self.skipped} outside the extent left out"
         text += f"; {self.seconds:.2f} s, {self.rate:,.0f} {self.unit}/s"
         return text + (f" -> {self.output}" if self.output else "")
 

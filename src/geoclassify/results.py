@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -16,9 +18,25 @@ from rasterio.crs import CRS
 from .emd import ClassInfo
 from .errors import CRSMismatchError, GeoclassifyWarning, OutputError
 
-#: Fields added to every output row, besides the label field.
-RESULT_FIELDS = ("ClassValue", "Confidence", "Coverage")
 DEFAULT_LABEL_FIELD = "ClassLabel"
+
+
+@dataclass(frozen=True)
+class ResultFields:
+    """The names of the fields a run adds. A prefix before all of them lets one layer carry the results of
+    several models (``m1_ClassLabel``, ``m2_ClassLabel``, ...)."""
+
+    label: str = DEFAULT_LABEL_FIELD
+    value: str = "ClassValue"
+    confidence: str = "Confidence"
+    coverage: str = "Coverage"
+
+    @classmethod
+    def named(cls, label_field: str = DEFAULT_LABEL_FIELD, prefix: str = "") -> ResultFields:
+        return cls(*(prefix + name for name in (label_field, cls.value, cls.confidence, cls.coverage)))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.label, self.value, self.confidence, self.coverage))
 
 PathLike = str | os.PathLike[str]
 
@@ -29,20 +47,24 @@ def describe(features: PathLike | gpd.GeoDataFrame) -> str:
 
 def check_fields(
     columns: list[str] | None,
-    label_field: str,
+    fields: ResultFields,
     features: PathLike | gpd.GeoDataFrame | None,
     out: PathLike | None,
     extra: tuple[str, ...] = (),
 ) -> None:
-    """Refuse a label field that is empty, too long for a shapefile, or already in the input (case-blind)."""
+    """Refuse result fields that are empty, too long for a shapefile, or already in the input (case-blind)."""
+    label_field = fields.label
     if not label_field or not label_field.strip():
         raise OutputError("the label field name is empty; give --label-field a name such as ClassLabel")
-    if out is not None and os.fspath(out).lower().endswith(".shp") and len(label_field) > 10:
-        raise OutputError(
-            f"--label-field {label_field!r} is longer than the 10 characters a shapefile field can have; "
-            "choose a shorter name or another output format"
-        )
-    added = (label_field, *RESULT_FIELDS, *extra)
+    if out is not None and os.fspath(out).lower().endswith(".shp"):
+        for name in fields:
+            if len(name) > 10:
+                option = "--label-field" if name == label_field else "--field-prefix"
+                raise OutputError(
+                    f"output field {name!r} is longer than the 10 characters a shapefile field can have; "
+                    f"choose a shorter {option} or another output format"
+                )
+    added = (*fields, *extra)
     if len({name.lower() for name in added}) != len(added):
         raise OutputError(f"--label-field {label_field!r} clashes with an output field; choose another name")
     if columns is None:
@@ -50,7 +72,11 @@ def check_fields(
     existing = {str(c).lower(): str(c) for c in columns}
     for name in added:
         if name.lower() in existing:
-            hint = "choose another --label-field" if name == label_field else "rename or drop that field"
+            hint = (
+                "choose another --label-field"
+                if name == label_field
+                else "rename or drop that field, or give the new fields a --field-prefix"
+            )
             raise OutputError(
                 f"{describe(features)} already has a field {existing[name.lower()]!r}, which the output "
                 f"needs for {name}; {hint}"
@@ -158,7 +184,7 @@ def result_columns(
     class_index: np.ndarray,
     confidence: np.ndarray,
     coverage: np.ndarray,
-    label_field: str,
+    fields: ResultFields,
 ) -> pd.DataFrame:
     """Label, ClassValue, Confidence and Coverage for class indexes (-1: not classified)."""
     names = np.array([c.name for c in classes] + [None], dtype=object)
@@ -168,10 +194,10 @@ def result_columns(
     class_values[~classified] = pd.NA
     return pd.DataFrame(
         {
-            label_field: pd.array(names[class_index], dtype="string"),
-            "ClassValue": class_values,
-            "Confidence": np.where(classified, confidence, np.nan),
-            "Coverage": coverage,
+            fields.label: pd.array(names[class_index], dtype="string"),
+            fields.value: class_values,
+            fields.confidence: np.where(classified, confidence, np.nan),
+            fields.coverage: coverage,
         }
     )
 
