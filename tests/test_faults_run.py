@@ -220,7 +220,7 @@ def test_envelope_windows_ignore_float_noise_at_pixel_edges():
 
 @pytest.mark.parametrize(
     ("extent", "missed"),
-    [(["0", "0", "10", "10"], "misses every feature of"), ([str(X + 300), str(Y - 100), str(X + 400), str(Y)], None)],
+    [(["0", "0", "10", "10"], "misses every feature of"), ([str(X + 250), str(Y - 250), str(X + 550), str(Y)], None)],
 )
 def test_an_extent_that_misses_says_so(scene, tmp_path, extent, missed):
     """Seen: an extent that missed the raster or every feature wrote an empty file with exit 0 and "0 features
