@@ -240,3 +240,35 @@ def test_an_extent_that_misses_says_so(scene, tmp_path, extent, missed):
             result.stderr
         )
     assert len(gpd.read_file(tmp_path / "out.gpkg")) == (0 if missed else 600)
+
+
+def test_a_second_model_writes_its_fields_beside_the_first(scene, tmp_path):
+    """Seen: a classified layer could not be classified again: --label-field Label2 still failed on ClassValue."""
+    folder, raster, houses, package = scene
+    first = tmp_path / "first.gpkg"
+    assert run_classify(raster, package, houses, first).returncode == 0
+    again = run_classify(raster, package, first, tmp_path / "clash.gpkg", "--label-field", "Label2")
+    assert again.returncode == 1 and "--field-prefix" in again.stderr, again.stderr
+    second = tmp_path / "second.gpkg"
+    result = run_classify(raster, package, first, second, "--field-prefix", "m2_")
+    assert result.returncode == 0, result.stderr
+    got = gpd.read_file(second)
+    assert [c for c in got.columns if "Class" in c or "Conf" in c or "Cover" in c] == [
+        "ClassLabel", "ClassValue", "Confidence", "Coverage",
+        "m2_ClassLabel", "m2_ClassValue", "m2_Confidence", "m2_Coverage",
+    ]
+    assert (got["ClassLabel"] == got["m2_ClassLabel"]).all()
+    shp = run_classify(raster, package, first, tmp_path / "second.shp", "--field-prefix", "model2_")
+    assert shp.returncode == 1 and "'model2_ClassLabel' is longer than the 10 characters" in shp.stderr
+
+
+def test_sample_keeps_a_users_files(tmp_path):
+    """Seen: ``geoclassify sample DIR`` silently overwrote files in an existing folder, unlike classify."""
+    assert run_cli("sample", tmp_path).returncode == 0
+    assert run_cli("sample", tmp_path).returncode == 0  # the same files again: nothing to protect
+    mine = tmp_path / "houses.gpkg"
+    mine.write_bytes(b"my own layer")
+    result = run_cli("sample", tmp_path)
+    assert result.returncode == 1 and "houses.gpkg" in result.stderr and "--overwrite" in result.stderr
+    assert mine.read_bytes() == b"my own layer"
+    assert run_cli("sample", tmp_path, "--overwrite").returncode == 0 and mine.read_bytes() != b"my own layer"

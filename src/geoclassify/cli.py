@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import warnings
@@ -18,10 +17,11 @@ from typing import Any
 import click
 
 from . import __version__
-from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model, sample_paths
+from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model
 from .arguments import split_assignments
 from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted
 from .packaging import build_package, class_list
+from .sample import copy_sample
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -187,15 +187,12 @@ def inspect(model: str, arguments: tuple[str, ...], as_json: bool, trust_code: b
 
 
 @cli.command()
-@click.argument("folder", default="geoclassify-sample", type=click.Path(file_okay=False))
-def sample(folder: str) -> None:
+@click.argument("folder", default="geoclassify-sample", type=click.Path())
+@click.option("--overwrite", is_flag=True, help="Replace files of the same names that differ from the sample's.")
+def sample(folder: str, overwrite: bool) -> None:
     """Copy the bundled sample (orthophoto, house footprints, roof-damage model) into FOLDER."""
     target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
-    paths = sample_paths()
-    for path in paths.values():
-        shutil.copyfile(path, target / path.name)
-    copied = {key: os.fspath(target / path.name) for key, path in paths.items()}
+    copied = {key: os.fspath(path) for key, path in copy_sample(target, overwrite).items()}
     click.echo(f"Sample copied to {target}/. Classify it with:\n")
     click.echo(
         f"  geoclassify classify --image {copied['image']} --features {copied['features']} \\\n"
