@@ -47,8 +47,9 @@ def seam(tmp_path_factory):
     return folder
 
 
-def warped_chip(paths, crs, transform, size) -> np.ndarray:
-    """The reference: GDAL's warp of each image onto the chip's grid (bilinear), the first valid pixel winning."""
+def warped_chip(paths, crs, transform, size, resampling=Resampling.nearest) -> np.ndarray:
+    """The reference: GDAL's warp of each image onto the chip's grid (by default nearest, as geoclassify's
+    --resampling), the first valid pixel winning."""
     chip = np.full((3, size, size), np.nan, dtype="float32")
     for path in paths:
         with rasterio.open(path) as src:
@@ -64,7 +65,7 @@ def warped_chip(paths, crs, transform, size) -> np.ndarray:
                 src_crs=src.crs,
                 dst_transform=transform,
                 dst_crs=crs,
-                resampling=Resampling.bilinear,
+                resampling=resampling,
                 dst_nodata=np.nan,
                 XSCALE=repr(x_scale),
                 YSCALE=repr(y_scale),

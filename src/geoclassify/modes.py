@@ -16,7 +16,9 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 
+from .environment import DEFAULT_RESAMPLING
 from .errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
 from .images import ImageRef
 from .journal import Journal
@@ -32,15 +34,18 @@ from .streaming import FeatureBatches
 from .whole_images import footprint, open_image
 
 
-def open_mosaic(refs: Sequence[ImageRef], cell_size: float | None) -> RasterSource | GridSource:
-    """The collection as one raster: the image itself when there is one and no cell size is asked."""
+def open_mosaic(
+    refs: Sequence[ImageRef], cell_size: float | None, resampling: Resampling = DEFAULT_RESAMPLING
+) -> RasterSource | GridSource:
+    """The collection as one raster (images off its grid warped with ``resampling``): the image itself when there
+    is one and no cell size is asked."""
     if len(refs) == 1:
-        return open_image(refs[0], cell_size)
+        return open_image(refs[0], cell_size, resampling)
     sources: list[RasterSource] = []
     try:
         for ref in refs:
             sources.append(RasterSource(ref.uri, label=ref.image_id))
-        return GridSource(sources, mosaic_grid(sources, cell_size))
+        return GridSource(sources, mosaic_grid(sources, cell_size), resampling=resampling)
     except GeoclassifyError:
         for source in sources:
             source.close()
@@ -56,9 +61,10 @@ def classify_mosaic(
     progress: bool,
     execution: Execution | None = None,
     journal: Journal | None = None,
+    resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> Predictions:
     """One result per feature the batches yield, in their order: the plan is made batch by batch, then run."""
-    with open_mosaic(refs, cell_size) as raster:
+    with open_mosaic(refs, cell_size, resampling) as raster:
         band_indexes = prepare_raster(model, raster)
         rows, cols = raster.shape
         builder = PlanBuilder(chip_spec(model), rows, cols, spill=batches.streamed)
@@ -68,7 +74,7 @@ def classify_mosaic(
             lost, placed = lost + batch_lost, placed + batch_placed
             builder.add(to_pixel_space(raster.transform, moved))
         check_lost(lost, placed, batches.crs, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
-        opener = partial(open_mosaic, refs, cell_size)
+        opener = partial(open_mosaic, refs, cell_size, resampling)
         with builder.finish() as plan, progress_bar(plan.count, progress) as advance:
             return classify_plan(model, raster, plan, band_indexes, advance, execution, opener, journal)
 
@@ -108,6 +114,7 @@ def classify_items(
     progress: bool,
     execution: Execution | None = None,
     journal: Journal | None = None,
+    resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> ItemRows:
     """Each feature on each image that covers it. One pass over the features plans every image at once; then each
     image's plan is run."""
@@ -115,7 +122,7 @@ def classify_items(
     items: list[_Item] = []
     for position, ref in enumerate(refs):
         try:
-            source = open_image(ref, cell_size)
+            source = open_image(ref, cell_size, resampling)
         except GeoclassifyError as exc:
             warnings.warn(f"image {ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
             continue
@@ -158,7 +165,7 @@ def classify_items(
                     warnings.warn(f"image {item.ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
                     continue
                 hits = np.concatenate(item.hits)
-                opener = partial(open_image, item.ref, cell_size)
+                opener = partial(open_image, item.ref, cell_size, resampling)
                 if journal is not None:
                     journal.select(item.position)
                 with opener() as source:

@@ -217,7 +217,7 @@ class GridSource:
                 or row_off + height <= extent[1]
             ):
                 continue
-            data, ok = read_clamped(
+            data, ok = _read(
                 dataset, source.band_indexes, (row_off - d_row, col_off - d_col, height, width), needs_mask, source.path
             )
             fill = ok & ~valid
@@ -235,7 +235,7 @@ class GridSource:
         if len(self.sources) != 1:
             raise ValueError("resampled reads are for one-image grids")
         dataset, (d_row, d_col), _, needs_mask = self._readers[0]
-        return read_clamped(
+        return _read(
             dataset,
             self.sources[0].band_indexes,
             (row_off - d_row, col_off - d_col, height, width),
@@ -243,3 +243,26 @@ class GridSource:
             self.path,
             out_shape,
         )
+
+
+def _read(
+    dataset: object,
+    band_indexes: Sequence[int],
+    window: tuple[int, int, int, int],
+    needs_mask: bool,
+    label: str,
+    out_shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_clamped`, with a WarpedVRT's alpha band as its mask.
+
+    GDAL reports the warped bands' masks as all valid (seen with GDAL 3.10, rasterio 1.4), so without the alpha
+    band the margin of the grid around a warped image read as valid zeros, and in a mosaic hid the next image's
+    pixels there. The alpha band is read in the same call as the pixels.
+    """
+    if not isinstance(dataset, WarpedVRT):
+        return read_clamped(dataset, band_indexes, window, needs_mask, label, out_shape)  # type: ignore[arg-type]
+    pixels, inside = read_clamped(dataset, (*band_indexes, dataset.count - 1), window, False, label, out_shape)
+    valid = inside & (pixels[-1] > 0)
+    pixels = pixels[:-1]
+    pixels[:, ~valid] = 0
+    return pixels, valid

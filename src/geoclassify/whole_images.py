@@ -1,8 +1,11 @@
 """No feature layer: each image is one object (Esri's tool without ``in_features``).
 
 Every image becomes one chip (see :func:`geoclassify.chips.whole_image_window`), read and resampled by GDAL so a
-large image never sits in memory at full resolution. An image that cannot be read, or lacks the bands the model
-needs, becomes a row with an ``Error`` text; the run goes on.
+large image never sits in memory at full resolution. That resize is bilinear whatever the Resampling Method
+environment says: it shrinks a whole image to a thumbnail of the chip size, where nearest neighbour would keep one
+pixel in many and alias, and Esri documents the environment for a change of grid (another CRS, cell size or
+alignment), which ``--cell-size`` here is and which does follow the environment. An image that cannot be read, or
+lacks the bands the model needs, becomes a row with an ``Error`` text; the run goes on.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.warp import transform_geom
 
 from .chips import whole_image_window
-from .environment import Extent
+from .environment import DEFAULT_RESAMPLING, Extent
 from .errors import GeoclassifyError
 from .images import ImageRef
 from .model import Model
@@ -38,13 +42,15 @@ class ImageResult:
     error: str | None = None
 
 
-def open_image(ref: ImageRef, cell_size: float | None) -> RasterSource | GridSource:
-    """An image on its own grid, or on a grid of ``cell_size`` when one is asked for."""
+def open_image(
+    ref: ImageRef, cell_size: float | None, resampling: Resampling = DEFAULT_RESAMPLING
+) -> RasterSource | GridSource:
+    """An image on its own grid, or warped with ``resampling`` onto a grid of ``cell_size`` when one is asked for."""
     source = RasterSource(ref.uri, label=ref.image_id)
     if cell_size is None:
         return source
     try:
-        return GridSource([source], mosaic_grid([source], cell_size))
+        return GridSource([source], mosaic_grid([source], cell_size), resampling=resampling)
     except GeoclassifyError:
         source.close()
         raise
@@ -76,8 +82,13 @@ def classify_whole_images(
     refs: Sequence[ImageRef],
     cell_size: float | None = None,
     progress: Callable[[int], None] | None = None,
+    resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> list[ImageResult]:
-    """One chip per image, classified in batches of the model's batch size."""
+    """One chip per image, classified in batches of the model's batch size.
+
+    ``resampling`` (the Resampling Method environment) warps an image to ``cell_size``; the resize of the whole
+    image to the model's chip size is not a change of grid but a thumbnail, and stays bilinear (see the module's
+    docstring)."""
     spec = chip_spec(model)
     results: list[ImageResult] = []
     pending: list[tuple[ImageResult, np.ndarray, np.ndarray, tuple[int, ...]]] = []
@@ -105,7 +116,7 @@ def classify_whole_images(
         result = ImageResult(ref)
         results.append(result)
         try:
-            with open_image(ref, cell_size) as source:
+            with open_image(ref, cell_size, resampling) as source:
                 bands = source.select_bands(model.definition.extract_bands)
                 if model.band_count is not None and len(bands) != model.band_count:
                     raise GeoclassifyError(
