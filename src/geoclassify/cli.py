@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -17,10 +18,12 @@ from typing import Any
 import click
 
 from . import __version__
-from .api import DEFAULT_LABEL_FIELD, classify_objects, inspect_model
+from .api import DEFAULT_LABEL_FIELD, inspect_model
 from .arguments import split_assignments
 from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted
-from .packaging import build_package, class_list
+from .packaging import MeanStd, build_package, class_list, read_class_names
+from .request import RunRequest
+from .run import RunContext, run
 from .sample import copy_sample
 
 EXIT_ERROR = 1
@@ -36,6 +39,13 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
 @click.version_option(__version__, prog_name="geoclassify")
 def cli() -> None:
     """Classify objects in imagery with deep learning (Esri .dlpk/.emd and ONNX models)."""
+
+
+def classify_request(options: dict[str, Any]) -> RunRequest:
+    """The request that ``geoclassify classify`` makes of its options (each option fills one setting)."""
+    return RunRequest.from_keywords(
+        **{**options, "arguments": split_assignments(options["arguments"]), "extent": options["extent"] or None}
+    )
 
 
 @cli.command()
@@ -59,7 +69,12 @@ def cli() -> None:
     help="Output file; the format follows the extension (.gpkg, .shp, .geojson, .fgb, .parquet, .csv).",
 )
 @click.option("--features-layer", metavar="NAME", help="Layer of --features to read (default: the first).")
-@click.option("--out-layer", metavar="NAME", help="Layer name in a GeoPackage output (default: the file name).")
+@click.option(
+    "--out-layer",
+    metavar="NAME",
+    help="Layer name in a GeoPackage output (default: the file name); added to an existing GeoPackage, whose other "
+    "layers are kept.",
+)
 @click.option("--label-field", default=DEFAULT_LABEL_FIELD, show_default=True, help="Name of the class label field.")
 @click.option(
     "--field-prefix",
@@ -112,63 +127,13 @@ def cli() -> None:
 )
 @click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run writing the same --out.")
-@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the output if it exists (in a GeoPackage: only the --out-layer)."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def classify(
-    images: tuple[str, ...],
-    model: str,
-    features: str | None,
-    out: str,
-    features_layer: str | None,
-    out_layer: str | None,
-    label_field: str,
-    field_prefix: str,
-    arguments: tuple[str, ...],
-    processing_mode: str,
-    recursive: bool,
-    asset: str | None,
-    extent: tuple[float, float, float, float] | None,
-    extent_crs: str | None,
-    cell_size: float | None,
-    resampling: str,
-    out_crs: str | None,
-    parallel_factor: str | None,
-    retries: int,
-    recycle_interval: int | None,
-    scheduler: str | None,
-    trust_code: bool,
-    resume: bool,
-    overwrite: bool,
-    quiet: bool,
-) -> None:
+def classify(quiet: bool, **options: Any) -> None:
     """Label every feature (or every image) with the class the model sees in its image chip."""
-    summary = classify_objects(
-        images[0] if len(images) == 1 else list(images),
-        model,
-        features,
-        out,
-        features_layer=features_layer,
-        out_layer=out_layer,
-        label_field=label_field,
-        field_prefix=field_prefix,
-        arguments=split_assignments(arguments),
-        overwrite=overwrite,
-        progress=not quiet and sys.stderr.isatty(),
-        recursive=recursive,
-        asset=asset,
-        processing_mode=processing_mode,
-        extent=extent or None,
-        extent_crs=extent_crs,
-        cell_size=cell_size,
-        resampling=resampling,
-        out_crs=out_crs,
-        trust_code=trust_code,
-        parallel_factor=parallel_factor,
-        retries=retries,
-        recycle_interval=recycle_interval,
-        resume=resume,
-        scheduler=scheduler,
-    )
+    summary = run(classify_request(options), RunContext(progress_bar=not quiet and sys.stderr.isatty()))
     click.echo(f"geoclassify: {summary.line()}", err=True)
 
 
@@ -202,71 +167,207 @@ def sample(folder: str, overwrite: bool) -> None:
 
 @cli.command()
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .dlpk to write.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="The .dlpk to write (its folder must exist)."
+)
 @click.option(
     "--emd",
     "emd_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="JSON file of EMD keys (Esri names); the options below override it.",
+    help="JSON file of EMD keys (Esri names); the options below override it, and their defaults apply only to "
+    "keys it does not give.",
 )
-@click.option("--classes", help="Class names in the model's output order, comma-separated.")
-@click.option("--class-values", help="Class values, comma-separated (default 1, 2, ...).")
-@click.option("--chip-size", help="Chip size in pixels: N or WIDTHxHEIGHT (default: the model's input size).")
-@click.option("--bands", help="ExtractBands: 0-based band indexes or names, comma-separated (default: all).")
-@click.option("--crop", type=click.Choice(["fixed", "envelope"]), help="CropSizeFixed 1 (fixed) or 0 (envelope).")
-@click.option("--blacken/--no-blacken", default=None, help="BlackenAroundFeature.")
+@click.option(
+    "--classes",
+    help="Class names in the model's output order, comma-separated (for names holding commas: --classes-file).",
+)
+@click.option(
+    "--classes-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Text file of class names in the model's output order, one per line (blank lines skipped).",
+)
+@click.option("--class-values", show_default="1, 2, ...", help="Class values, comma-separated, one per class.")
+@click.option(
+    "--chip-size",
+    show_default="the model's input size",
+    help="Chip size in pixels: N or WIDTHxHEIGHT (ImageWidth, ImageHeight).",
+)
+@click.option(
+    "--bands",
+    show_default="0, 1, ... for each band of the model's input",
+    help="ExtractBands: 0-based raster band indexes or band names, comma-separated.",
+)
+@click.option(
+    "--crop",
+    type=click.Choice(["fixed", "envelope"]),
+    default="fixed",
+    show_default=True,
+    help="CropSizeFixed. fixed (1): a chip of the chip size centred on each feature, whatever the feature's size; "
+    "without features, each image's centre is cut to the chip size (a centre crop, not the whole image). "
+    "envelope (0): each feature's envelope (without features, the whole image) resized to the chip size.",
+)
+@click.option(
+    "--blacken/--no-blacken",
+    default=False,
+    show_default=True,
+    help="BlackenAroundFeature: pixels outside each polygon are 0 in its chip.",
+)
 @click.option(
     "--normalization-stats",
     type=click.Path(exists=True, dir_okay=False),
-    help="JSON file of NormalizationStats (band_min_values, ...).",
+    show_default="ImageNet mean/std on 0-255, for 3 bands",
+    help="JSON file of Esri NormalizationStats (band_min_values, band_max_values, scaled_mean_values, "
+    "scaled_std_values), indexed by raster band.",
 )
-@click.option("--image-space", type=click.Choice(["MAP_SPACE", "PIXEL_SPACE"]), help="ImageSpaceUsed.")
-@click.option("--model-output", type=click.Choice(["logits", "probabilities"]), help="What the model returns.")
-@click.option("--batch-size", type=int, help="BatchSize.")
-@click.option("--name", help="ModelName (default: the model file's name).")
+@click.option(
+    "--mean",
+    metavar="M[,M...]",
+    help="torch-style normalisation (x / SCALE - mean) / std: the mean per band in chip band order, or one for all "
+    "(e.g. --mean 127 --std 128; or --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --scale 255). Written as "
+    "NormalizationStats; needs --std.",
+)
+@click.option("--std", metavar="S[,S...]", help="The standard deviation per band (or one for all), for --mean.")
+@click.option(
+    "--scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="What pixel values are divided by before --mean and --std apply: 1 when they are in pixel values, 255 "
+    "for statistics on 0-1 of 8-bit imagery.",
+)
+@click.option(
+    "--image-space",
+    type=click.Choice(["MAP_SPACE", "PIXEL_SPACE"]),
+    default="MAP_SPACE",
+    show_default=True,
+    help="ImageSpaceUsed.",
+)
+@click.option(
+    "--model-output",
+    type=click.Choice(["logits", "probabilities"]),
+    show_default="none: probabilities when each row is non-negative and sums to 1, else logits",
+    help="ModelOutput: what the model returns.",
+)
+@click.option("--batch-size", type=int, show_default="none: 16 chips at run time", help="BatchSize.")
+@click.option("--name", show_default="the model file's name", help="ModelName.")
 @click.option("--overwrite", is_flag=True, help="Replace the package if it exists.")
+@click.pass_context
 def package(
+    ctx: click.Context,
     model_file: str,
     out: str,
     emd_file: str | None,
     classes: str | None,
+    classes_file: str | None,
     class_values: str | None,
     chip_size: str | None,
     bands: str | None,
-    crop: str | None,
-    blacken: bool | None,
+    crop: str,
+    blacken: bool,
     normalization_stats: str | None,
-    image_space: str | None,
+    mean: str | None,
+    std: str | None,
+    scale: float,
+    image_space: str,
     model_output: str | None,
     batch_size: int | None,
     name: str | None,
     overwrite: bool,
 ) -> None:
     """Build a .dlpk from an ONNX or TorchScript file; it is loaded and run once before it is written."""
+
+    def given(option: str) -> bool:
+        """Typed on the command line: only then does an option with a default override the --emd file."""
+        return ctx.get_parameter_source(option) is not click.core.ParameterSource.DEFAULT
+
     emd: dict[str, Any] = _read_json(emd_file, "--emd") if emd_file else {}
-    if classes:
+    origins = {key: f"--emd {emd_file}" for key in emd}
+    if classes and classes_file:
+        raise click.UsageError("give --classes or --classes-file, not both")
+    names = (
+        read_class_names(classes_file) if classes_file else [c.strip() for c in classes.split(",")] if classes else None
+    )
+    if names is not None:
         values = _integers(class_values, "--class-values") if class_values else None
-        emd["Classes"] = class_list([c.strip() for c in classes.split(",")], values)
+        emd["Classes"] = class_list(names, values)
+        origins["Classes"] = f"--classes-file {classes_file}" if classes_file else "--classes"
+    elif class_values:
+        raise click.UsageError("--class-values needs --classes or --classes-file")
     if chip_size:
         width, _, height = chip_size.lower().partition("x")
         emd["ImageWidth"], emd["ImageHeight"] = _integers(f"{width},{height or width}", "--chip-size")
+        origins["ImageWidth"] = origins["ImageHeight"] = f"--chip-size {chip_size}"
     if bands:
         emd["ExtractBands"] = [int(b) if b.strip().isdigit() else b.strip() for b in bands.split(",")]
+        origins["ExtractBands"] = f"--bands {bands}"
     settings = {
-        "CropSizeFixed": None if crop is None else int(crop == "fixed"),
-        "BlackenAroundFeature": None if blacken is None else int(blacken),
-        "ImageSpaceUsed": image_space,
-        "ModelOutput": model_output,
-        "BatchSize": batch_size,
-        "ModelName": name,
+        "CropSizeFixed": ("--crop", int(crop == "fixed") if given("crop") else None),
+        "BlackenAroundFeature": ("--blacken", int(blacken) if given("blacken") else None),
+        "ImageSpaceUsed": ("--image-space", image_space if given("image_space") else None),
+        "ModelOutput": ("--model-output", model_output),
+        "BatchSize": ("--batch-size", batch_size),
+        "ModelName": ("--name", name),
     }
-    emd.update({k: v for k, v in settings.items() if v is not None})
+    for key, (option, value) in settings.items():
+        if value is not None:
+            emd[key], origins[key] = value, option
     if normalization_stats:
         emd["NormalizationStats"] = _read_json(normalization_stats, "--normalization-stats")
-    written = build_package(model_file, out, emd, overwrite=overwrite)
+        origins["NormalizationStats"] = f"--normalization-stats {normalization_stats}"
+    mean_std = _mean_std(mean, std, scale if given("scale") else None, normalization_stats)
+    written = build_package(model_file, out, emd, overwrite=overwrite, origins=origins, mean_std=mean_std)
     click.echo(
         f"geoclassify: wrote {out} ({written['Framework']}, {written['ImageWidth']} x {written['ImageHeight']} "
-        f"chips, bands {written['ExtractBands']}, classes {', '.join(c['Name'] for c in written['Classes'])})",
+        f"chips, bands {written['ExtractBands']}, classes {_shown_names(written['Classes'])})",
+        err=True,
+    )
+
+
+def _mean_std(mean: str | None, std: str | None, scale: float | None, stats_file: str | None) -> MeanStd | None:
+    if mean is None and std is None:
+        if scale is not None:
+            raise click.UsageError("--scale applies to --mean and --std; give them too")
+        return None
+    if mean is None or std is None:
+        raise click.UsageError("--mean and --std go together: give both")
+    if stats_file:
+        raise click.UsageError("give --mean/--std or --normalization-stats, not both")
+    means, stds = _numbers(mean, "--mean"), _numbers(std, "--std")
+    if any(s == 0 for s in stds):
+        raise click.BadParameter(f"{std!r}: a standard deviation of 0 divides by zero", param_hint="--std")
+    if scale is not None and not 0 < scale < float("inf"):
+        raise click.BadParameter(f"{scale!r}: give a number above 0", param_hint="--scale")
+    return MeanStd(tuple(means), tuple(stds), 1.0 if scale is None else scale)
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of numbers", param_hint=option) from None
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r}: give finite numbers", param_hint=option)
+    return values
+
+
+def _shown_names(classes: list[dict[str, Any]], limit: int = 10) -> str:
+    names = [str(c["Name"]) for c in classes]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ONNX package (.dlpk) to write.")
+@click.option("--overwrite", is_flag=True, help="Replace the package if it exists.")
+def convert(model: str, out: str, overwrite: bool) -> None:
+    """Rewrite an arcgis.learn FeatureClassifier package (.dlpk or .emd) as an ONNX package of the same model."""
+    from .backends.arcgis_learn.export import write_onnx_package
+
+    written = write_onnx_package(model, out, overwrite=overwrite)
+    click.echo(
+        f"geoclassify: wrote {out} (ONNX, {written['ImageWidth']} x {written['ImageHeight']} chips, bands "
+        f"{written['ExtractBands']}, classes {', '.join(c['Name'] for c in written['Classes'])})",
         err=True,
     )
 
@@ -296,7 +397,14 @@ def _format_inspect(info: dict[str, Any]) -> str:
         f"Framework    {info['framework']} ({runtime.get('runtime')})",
         f"Type         {info['model_type']}",
         *(
-            [f"Function     {info['inference_function']} (Esri Python inference function)"]
+            [
+                f"Function     {info['inference_function']} "
+                + (
+                    "(Esri's standard wrapper: recognised, not run)"
+                    if runtime.get("backbone")
+                    else "(Esri Python inference function)"
+                )
+            ]
             if info.get("inference_function")
             else []
         ),
@@ -310,6 +418,7 @@ def _format_inspect(info: dict[str, Any]) -> str:
         f"Blacken      {'yes: pixels outside the polygon are 0' if info['blacken_around_feature'] else 'no'}",
         f"Image space  {info['image_space']}",
         f"Output       {info['model_output']}",
+        *_arcgis_learn_lines(info),
     ]
     norm = info["normalisation"]
     if norm["kind"] == "ImageNet":
@@ -328,6 +437,24 @@ def _format_inspect(info: dict[str, Any]) -> str:
     for a in info["arguments"]:
         lines.append(f"  {a['name']} ({a['type']}, default {a['default']!r}): {a['description']}")
     return "\n".join(lines)
+
+
+def _arcgis_learn_lines(info: dict[str, Any]) -> list[str]:
+    """What an arcgis.learn FeatureClassifier package is, and that its weights run converted, its wrapper not at all."""
+    runtime = info["runtime"]
+    lines = []
+    if runtime.get("backbone"):
+        lines += [
+            f"Network      {runtime['backbone']} (fastai cnn_learner, {runtime['dialect']} arcgis.learn dialect; "
+            "Esri's wrapper is not run)",
+            f"Weights      {runtime['weights']}, converted to ONNX {runtime['converted']}",
+        ]
+    if info.get("multi_label"):
+        lines.append(
+            "Labels       several per feature (MultiLabeled_Tiles): the names whose probability reaches "
+            "score_threshold, joined by ';'; Confidence lists every class's probability"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,10 @@ class MissingExtraError(GeoclassifyError, ImportError):
     """An optional dependency (an extra such as ``geoclassify[torch]``) is not installed."""
 
 
+class DeviceError(GeoclassifyError, RuntimeError):
+    """The processor asked for (``--processor-type GPU``, ``--gpu-id``) cannot be used on this machine."""
+
+
 class ModelArgumentError(GeoclassifyError, ValueError):
     """An unknown model argument or a value that cannot be parsed."""
 
@@ -77,8 +81,17 @@ class OutputExistsError(OutputError, FileExistsError):
     """The output exists and overwriting was not asked for."""
 
 
+class JournalError(OutputError):
+    """The journal of a resumable run cannot be written or read: the disk is full, a file is in its way, or it
+    was damaged by hand."""
+
+
 class SettingError(GeoclassifyError, ValueError):
     """An environment setting (extent, cell size, coordinate system, processing mode) is not usable."""
+
+
+class RunCancelled(GeoclassifyError):
+    """The caller asked the run to stop (a job cancelled through a service); nothing is written."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -115,3 +128,8 @@ class InvalidGeometryWarning(GeoclassifyWarning):
 
 class ExtentWarning(GeoclassifyWarning):
     """The extent misses every feature or image, or the raster, so nothing is classified."""
+
+
+class DataLossWarning(GeoclassifyWarning):
+    """Some of the user's data cannot be kept as it is: a field renamed, values cut or rounded by the output format,
+    or attributes missing from the input (a shapefile without its .dbf)."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .hooks import check_cancelled, current
 from .settings import progress_delay
 
 
@@ -54,13 +55,29 @@ class Summary:
 def progress_bar(
     total: int | None, enabled: bool, description: str = "classifying", unit: str = " features"
 ) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` callback; the bar appears only after a second (GEOCLASSIFY_PROGRESS_DELAY), so
-    short runs stay quiet."""
+    """Yield an ``advance(n)`` callback, called after each batch: it moves the terminal bar (when ``enabled``;
+    it appears only after a second, GEOCLASSIFY_PROGRESS_DELAY, so short runs stay quiet), tells the run's
+    progress hook, and stops the run there if its caller cancelled it."""
+    hooks = current()
+    done = 0
+
+    def told(n: int) -> None:
+        nonlocal done
+        done += n
+        if hooks.progress is not None:
+            hooks.progress(done, total)
+        check_cancelled()
+
     if not enabled:
-        yield lambda _n: None
+        yield told
         return
     from tqdm import tqdm
 
     delay = progress_delay()
     with tqdm(total=total, desc=description, unit=unit, delay=delay, file=sys.stderr, dynamic_ncols=True) as bar:
-        yield bar.update
+
+        def advance(n: int) -> None:
+            bar.update(n)
+            told(n)
+
+        yield advance
