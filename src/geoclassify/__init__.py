@@ -1,7 +1,8 @@
 """geoclassify: classify objects in imagery with deep learning, the open "Classify Objects Using Deep Learning".
 
 The public API is :func:`classify_objects` and :func:`inspect_model`; :func:`load_model` loads a model once
-for many runs. Errors derive from :class:`GeoclassifyError`.
+for many runs. A run as data is a :class:`RunRequest`, which :func:`run` carries out with the hooks of a
+:class:`RunContext` (what the CLI and a job service use). Errors derive from :class:`GeoclassifyError`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,22 @@ __version__ = "0.1.0"
 
 from .api import classify_objects, inspect_model
 from .errors import GeoclassifyError
+from .hooks import RunHooks
 from .model import Model, load_model
 from .progress import Summary
+from .request import RunRequest
+from .run import RunContext, run
 
-__all__ = ["GeoclassifyError", "Model", "Summary", "__version__", "classify_objects", "inspect_model", "load_model"]
+__all__ = [
+    "GeoclassifyError",
+    "Model",
+    "RunContext",
+    "RunHooks",
+    "RunRequest",
+    "Summary",
+    "__version__",
+    "classify_objects",
+    "inspect_model",
+    "load_model",
+    "run",
+]
