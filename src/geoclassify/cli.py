@@ -125,6 +125,15 @@ def classify_request(options: dict[str, Any]) -> RunRequest:
     metavar="tcp://HOST:PORT|local[:N]",
     help="Run on a Dask cluster: its scheduler's address, or local[:N] for a local one (needs geoclassify[dask]).",
 )
+@click.option(
+    "--processor-type",
+    default="CPU",
+    show_default=True,
+    metavar="CPU|GPU",
+    help="Run the model on the CPU or on an NVIDIA GPU through CUDA (ONNX models need geoclassify[gpu], TorchScript a "
+    "CUDA build of PyTorch), in every worker (Esri's Processor Type).",
+)
+@click.option("--gpu-id", type=int, metavar="N", help="Which GPU for --processor-type GPU: CUDA's number, default 0.")
 @click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run writing the same --out.")
 @click.option(

@@ -37,7 +37,7 @@ import numpy as np
 from . import __version__
 from .errors import GeoclassifyError, InferenceError, MissingExtraError, ModelPackageError, SettingError
 from .model import ModelRecipe
-from .package import DEFAULT_MAX_PACKAGE_BYTES, MAX_PACKAGE_ENTRIES, cache_dir, extract_dlpk
+from .package import MAX_PACKAGE_ENTRIES, cache_dir, extract_dlpk, max_package_bytes
 from .parallel import Execution, Opener, Task, WorkerState, open_worker_state, run_task
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ def ship_package(origin: str) -> Shipment:
 
 def _zip_folder(emd: Path) -> bytes:
     """The .emd's folder as an uncompressed zip (model files hardly compress), within the package limits."""
-    limit = int(os.environ.get("GEOCLASSIFY_MAX_PACKAGE_BYTES", DEFAULT_MAX_PACKAGE_BYTES))
+    limit = max_package_bytes()
     files = sorted(p for p in emd.parent.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     if len(files) > MAX_PACKAGE_ENTRIES or sum(p.stat().st_size for p in files) > limit:
         raise ModelPackageError(

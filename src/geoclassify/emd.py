@@ -8,11 +8,12 @@ that every later stage works from checked values and an error names the key that
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ModelDefinitionError
+from .errors import DuplicateClassValueWarning, ModelDefinitionError
 
 ImageSpace = Literal["MAP_SPACE", "PIXEL_SPACE"]
 ModelOutput = Literal["probabilities", "logits"]
@@ -20,6 +21,15 @@ ModelOutput = Literal["probabilities", "logits"]
 #: arcgis.learn's default when an EMD carries no NormalizationStats: ImageNet statistics on a 0-255 scale.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+#: Largest chip side accepted: far above any classifier's input, and small enough that a chip can be allocated
+#: (an EMD's ImageWidth of 1e9 would otherwise end in numpy's "array is too big").
+MAX_CHIP_SIZE = 16384
+#: Most bands ExtractBands may select (hyperspectral sensors have a few hundred).
+MAX_BANDS = 1024
+
+#: arcgis.learn's MetaDataMode for multi-label training data: labels are those whose probability reaches a threshold.
+MULTI_LABEL_MODE = "MultiLabeled_Tiles"
 
 _TRUE = {"true", "1", "t", "y", "yes"}
 _FALSE = {"false", "0", "f", "n", "no"}
@@ -77,6 +87,8 @@ class ModelDefinition:
     max_cell_size: CellSize | None = None
     model_output: ModelOutput | None = None
     test_time_augmentation: bool = False
+    #: ``MetaDataMode: MultiLabeled_Tiles``: several labels per chip, each class's probability its own (sigmoid).
+    multi_label: bool = False
     source: str = "<inline EMD>"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -120,8 +132,8 @@ def parse_emd(data: Mapping[str, Any], source: str = "<inline EMD>") -> ModelDef
         model_file=reader.text("ModelFile"),
         model_type=model_type,
         inference_function=reader.text("InferenceFunction"),
-        image_width=reader.positive_int("ImageWidth"),
-        image_height=reader.positive_int("ImageHeight"),
+        image_width=reader.positive_int("ImageWidth", MAX_CHIP_SIZE, "pixels"),
+        image_height=reader.positive_int("ImageHeight", MAX_CHIP_SIZE, "pixels"),
         extract_bands=extract_bands,
         crop_size_fixed=reader.flag("CropSizeFixed", default=True),
         blacken_around_feature=reader.flag("BlackenAroundFeature", default=False),
@@ -134,9 +146,16 @@ def parse_emd(data: Mapping[str, Any], source: str = "<inline EMD>") -> ModelDef
         max_cell_size=reader.cell_size("MaxCellSize"),
         model_output=reader.choice("ModelOutput", ("probabilities", "logits"), None),
         test_time_augmentation=reader.flag("test_time_augmentation", default=False),
+        multi_label=reader.text("MetaDataMode") == MULTI_LABEL_MODE,
         source=source,
         raw=dict(data),
     )
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, cut short: an EMD key may hold a huge list."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -163,7 +182,7 @@ class _KeyReader:
 
     def fail(self, key: str, expected: str) -> ModelDefinitionError:
         return ModelDefinitionError(
-            f"{self.source}: key {key!r} is {self.data.get(key)!r}; expected {expected}. Fix the EMD."
+            f"{self.source}: key {key!r} is {_shown(self.data.get(key))}; expected {expected}. Fix the EMD.", key
         )
 
     def text(self, key: str) -> str | None:
@@ -174,7 +193,7 @@ class _KeyReader:
             raise self.fail(key, "a string")
         return value
 
-    def positive_int(self, key: str) -> int | None:
+    def positive_int(self, key: str, maximum: int | None = None, unit: str = "") -> int | None:
         value = self.data.get(key)
         if value is None:
             return None
@@ -184,6 +203,8 @@ class _KeyReader:
             number = None
         if number is None or number <= 0 or (isinstance(value, float) and not value.is_integer()):
             raise self.fail(key, "a positive whole number")
+        if maximum is not None and number > maximum:
+            raise self.fail(key, f"a whole number from 1 to {maximum}{' ' + unit if unit else ''}")
         return number
 
     def flag(self, key: str, default: bool) -> bool:
@@ -225,6 +246,12 @@ class _KeyReader:
                 bands.append(item.strip())
             else:
                 raise self.fail(key, "a list of 0-based band indexes or band names")
+        if len(bands) > MAX_BANDS:
+            raise ModelDefinitionError(
+                f"{self.source}: key {key!r} selects {len(bands)} bands; at most {MAX_BANDS} are accepted. "
+                "Fix the EMD.",
+                key,
+            )
         return tuple(bands)
 
     def data_range(self, key: str) -> tuple[float, float] | None:
@@ -268,7 +295,8 @@ class _KeyReader:
                 lists[name] = tuple(float(v) for v in items)  # type: ignore[union-attr]
             except (TypeError, ValueError):
                 raise ModelDefinitionError(
-                    f"{self.source}: {key}.{name} is {items!r}; expected a list of numbers, one per band. Fix the EMD."
+                    f"{self.source}: {key}.{name} is {items!r}; expected a list of numbers, one per band. Fix the EMD.",
+                    key,
                 ) from None
         stats = NormalizationStats(
             band_min=lists["band_min_values"],
@@ -282,12 +310,15 @@ class _KeyReader:
             if len(values) < needed:
                 raise ModelDefinitionError(
                     f"{self.source}: {key}.{name} has {len(values)} values but ExtractBands uses band "
-                    f"index {needed - 1}; the statistics are indexed by raster band. Fix the EMD."
+                    f"index {needed - 1}; the statistics are indexed by raster band. Fix the EMD.",
+                    key,
                 )
         for i, (low, high, std) in enumerate(zip(stats.band_min, stats.band_max, stats.scaled_std, strict=False)):
             if high == low or std == 0:
                 raise ModelDefinitionError(
-                    f"{self.source}: {key} for band {i} has max == min or std == 0, which divides by zero. Fix the EMD."
+                    f"{self.source}: {key} for band {i} has max == min or std == 0, which divides by zero. "
+                    "Fix the EMD.",
+                    key,
                 )
         return stats
 
@@ -296,23 +327,26 @@ class _KeyReader:
         if not isinstance(value, list) or not value:
             raise ModelDefinitionError(
                 f"{self.source}: key 'Classes' is {value!r}; expected a non-empty list of "
-                '{"Value": int, "Name": str, "Color": [r, g, b]}. Fix the EMD.'
+                '{"Value": int, "Name": str, "Color": [r, g, b]}. Fix the EMD.',
+                "Classes",
             )
         classes = []
         for position, item in enumerate(value):
             if not isinstance(item, Mapping):
-                raise ModelDefinitionError(f"{self.source}: Classes[{position}] is {item!r}; expected an object")
+                raise ModelDefinitionError(
+                    f"{self.source}: Classes[{position}] is {item!r}; expected an object", "Classes"
+                )
             raw_value = item.get("Value", item.get("ClassValue", position))
             name = item.get("Name", item.get("ClassName"))
             try:
                 class_value = int(raw_value)
             except (TypeError, ValueError):
                 raise ModelDefinitionError(
-                    f"{self.source}: Classes[{position}].Value is {raw_value!r}; expected a whole number"
+                    f"{self.source}: Classes[{position}].Value is {raw_value!r}; expected a whole number", "Classes"
                 ) from None
             if name is None or not str(name).strip():
                 raise ModelDefinitionError(
-                    f"{self.source}: Classes[{position}] has no Name (or ClassName); every class needs one"
+                    f"{self.source}: Classes[{position}] has no Name (or ClassName); every class needs one", "Classes"
                 )
             color = item.get("Color")
             try:
@@ -320,4 +354,28 @@ class _KeyReader:
             except (TypeError, ValueError):
                 rgb = None
             classes.append(ClassInfo(class_value, str(name), rgb))  # type: ignore[arg-type]
+        self._check_unique(classes)
         return tuple(classes)
+
+    def _check_unique(self, classes: Sequence[ClassInfo]) -> None:
+        """A name twice makes two model outputs one label, so the model's answer is lost: refused. A value twice
+        only merges ClassValue (labels stay apart), as some Esri packages ship it: a warning."""
+        first: dict[str, int] = {}
+        for position, info in enumerate(classes):
+            earlier = first.setdefault(info.name, position)
+            if earlier != position:
+                raise ModelDefinitionError(
+                    f"{self.source}: Classes[{earlier}] and Classes[{position}] are both named {info.name!r}, so "
+                    "two model outputs would get one label; give every class its own Name. Fix the EMD.",
+                    "Classes",
+                )
+        values: dict[int, str] = {}
+        for info in classes:
+            other = values.setdefault(info.value, info.name)
+            if other != info.name:
+                warnings.warn(
+                    f"{self.source}: classes {other!r} and {info.name!r} share the Value {info.value}, so their "
+                    "features get the same ClassValue (labels still differ); give every class its own Value",
+                    DuplicateClassValueWarning,
+                    stacklevel=2,
+                )

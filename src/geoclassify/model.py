@@ -7,7 +7,8 @@ here, at load time, before a single raster block is read.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,14 +16,24 @@ import numpy as np
 
 from .arguments import ArgumentSpec, resolve_arguments
 from .backends import Backend, ChipBackend, create_backend, to_probabilities
+from .device import CPU, Device
 from .emd import ModelDefinition, parse_emd
-from .errors import InferenceError, ModelMismatchError
+from .errors import DuplicateClassValueWarning, InferenceError, ModelMismatchError
 from .package import ModelPackage, open_package
 from .preprocess import Preprocessor
 from .tta import transforms
 
 #: Batch size when neither the EMD's BatchSize nor a batch_size argument gives one.
 DEFAULT_BATCH_SIZE = 16
+#: Multi-label models' argument, as arcgis.learn's FeatureClassifier offers it.
+SCORE_THRESHOLD = ArgumentSpec(
+    "score_threshold",
+    "float",
+    0.5,
+    "multi-label: a class is in the label when its probability reaches this",
+    minimum=0.0,
+    maximum=1.0,
+)
 
 
 @dataclass
@@ -41,7 +52,8 @@ class Model:
     chip_width: int = 0
     definition: ModelDefinition = field(default=None, repr=False)  # type: ignore[assignment]
     trust_code: bool = False
-    _preprocessors: dict[tuple[int, ...], Preprocessor] = field(default_factory=dict, repr=False)
+    device: Device = CPU
+    _preprocessors: dict[tuple[int, ...], Callable[..., np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.definition is None:
@@ -50,6 +62,16 @@ class Model:
     @property
     def batch_size(self) -> int:
         return int(self.arguments.get("batch_size") or self.definition.batch_size or DEFAULT_BATCH_SIZE)
+
+    @property
+    def multi_label(self) -> bool:
+        """A multi-label model answers with every class's probability; labels are those reaching score_threshold."""
+        return self.definition.multi_label and not isinstance(self.backend, ChipBackend)
+
+    @property
+    def score_shape(self) -> tuple[int, ...]:
+        """Shape of one chip's confidence: a number, or (multi-label) one probability per class."""
+        return (len(self.definition.classes),) if self.multi_label else ()
 
     @property
     def band_count(self) -> int | None:
@@ -66,12 +88,17 @@ class Model:
                 f"{self.package.source}: this model was built in memory, so worker processes cannot "
                 "load it; give the package's path instead"
             )
-        return ModelRecipe(self.package.origin, dict(self.arguments), self.trust_code)
+        return ModelRecipe(self.package.origin, dict(self.arguments), self.trust_code, self.device)
 
     def prepare(self, band_indexes: tuple[int, ...]) -> None:
         """Check, before any pixel is read, that chips of these raster bands can be fed to the model."""
         if not isinstance(self.backend, ChipBackend) and band_indexes not in self._preprocessors:
-            self._preprocessors[band_indexes] = Preprocessor.for_model(self.definition, band_indexes)
+            own = getattr(self.backend, "preprocessor", None)  # a dialect with its own chip preparation (Keras)
+            self._preprocessors[band_indexes] = (
+                own(self.definition, band_indexes, self.arguments)
+                if own is not None
+                else Preprocessor.for_model(self.definition, band_indexes)
+            )
 
     def classify(
         self,
@@ -81,18 +108,21 @@ class Model:
         ids: Sequence[object] = (),
         owned: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Class index (position in Classes) and confidence for raw chips (bands from ``band_indexes``, invalid
-        pixels 0); ``ids`` name the chips in error messages; ``owned`` lets normalisation overwrite ``chips``."""
+        """Class index (position in Classes) and confidence (multi-label: every probability) for raw chips (bands
+        from ``band_indexes``, invalid pixels 0); ``ids`` name the chips in error messages; ``owned`` lets
+        normalisation overwrite ``chips``."""
         try:
             if isinstance(self.backend, ChipBackend):
                 return self.backend.classify_chips(chips, valid, self.batch_size)
             self.prepare(band_indexes)
             probs = self.predict(self._preprocessors[band_indexes](chips, in_place=owned))
-            return probs.argmax(axis=1), probs.max(axis=1)
+            return probs.argmax(axis=1), probs if self.multi_label else probs.max(axis=1)
         except InferenceError as exc:
             if not ids:
                 raise
-            raise InferenceError(f"{exc}\nThe batch held {describe_ids(ids)}.") from None
+            rows = getattr(exc, "rows", None)
+            named = f": {describe_ids([ids[r] for r in rows])}" if rows is not None and len(ids) == len(chips) else ""
+            raise InferenceError(f"{exc}{named}\nThe batch held {describe_ids(ids)}.") from None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (batch, classes) for a stack of *normalised* chips, with TTA when asked."""
@@ -109,8 +139,24 @@ class Model:
         for start in range(0, len(batch), step):
             scores = self.backend.predict(batch[start : start + step])  # type: ignore[union-attr]
             self._check_classes(scores.shape[1])
-            parts.append(to_probabilities(scores, self.definition.model_output))
+            self._check_finite(scores, start)
+            output = self.definition.model_output or getattr(self.backend, "model_output", None)
+            parts.append(to_probabilities(scores, output, self.definition.multi_label))
         return np.concatenate(parts) if parts else np.zeros((0, len(self.definition.classes)))
+
+    def _check_finite(self, scores: np.ndarray, start: int) -> None:
+        """NaN or infinite scores have no argmax that means anything: the model failed on those chips, and they
+        must not leave as labels. The error carries the rows (of the whole batch) so the caller can name them."""
+        finite = np.isfinite(scores)
+        if finite.all():
+            return
+        bad = np.flatnonzero(~finite.all(axis=1))
+        error = InferenceError(
+            f"{self.package.source}: the model failed: it returned NaN or infinite scores, which are no class (check "
+            f"the model and its normalisation, NormalizationStats and DataRange), for {len(bad)} of {len(scores)} chips"
+        )
+        error.rows = (bad + start).tolist()  # type: ignore[attr-defined]
+        raise error
 
     def _check_classes(self, count: int) -> None:
         expected = len(self.definition.classes)
@@ -123,14 +169,21 @@ class Model:
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    """A picklable way to load a model again: where it came from, its arguments, whether its code is trusted."""
+    """A picklable way to load a model again: where it came from, its arguments, whether its code is trusted, and
+    the processor it runs on (so worker processes and Dask workers use the GPU the run was given)."""
 
     origin: str
     arguments: dict[str, Any]
     trust_code: bool = False
+    device: Device = CPU
 
     def load(self, threads: int | None = None) -> Model:
-        return load_model(self.origin, self.arguments, threads=threads, trust_code=self.trust_code)
+        with warnings.catch_warnings():
+            # The process that made the recipe loaded the same package and warned already.
+            warnings.simplefilter("ignore", DuplicateClassValueWarning)
+            return load_model(
+                self.origin, self.arguments, threads=threads, trust_code=self.trust_code, device=self.device
+            )
 
 
 def describe_ids(ids: Sequence[object], limit: int = 20) -> str:
@@ -145,13 +198,14 @@ def load_model(
     arguments: Mapping[str, Any] | None = None,
     threads: int | None = None,
     trust_code: bool = False,
+    device: Device = CPU,
 ) -> Model:
-    """Open a model package, load its runtime, and check that model and EMD agree.
+    """Open a model package, load its runtime on ``device``, and check that model and EMD agree.
 
     A package with a Python inference function runs its code, so it is refused unless ``trust_code``.
     """
     package = model if isinstance(model, ModelPackage) else open_package(model)
-    backend = create_backend(package, threads=threads, trust_code=trust_code)
+    backend = create_backend(package, threads=threads, trust_code=trust_code, device=device)
     if isinstance(backend, ChipBackend):
         specs = backend.argument_specs()
         values = resolve_arguments(specs, arguments)
@@ -163,7 +217,15 @@ def load_model(
                 "function's getConfiguration (ty/tx) gives one"
             )
         return Model(
-            package, backend, values, specs, definition.image_height, definition.image_width, definition, trust_code
+            package,
+            backend,
+            values,
+            specs,
+            definition.image_height,
+            definition.image_width,
+            definition,
+            trust_code,
+            device=device,
         )
     definition = package.definition
     height, width = _chip_size(package, backend)
@@ -174,11 +236,14 @@ def load_model(
     if classes is not None and classes != len(definition.classes):
         raise ModelMismatchError(
             f"{package.source}: the model outputs {classes} classes but the EMD lists "
-            f"{len(definition.classes)} Classes; fix Classes so it matches the model's outputs, in order"
+            f"{len(definition.classes)} Classes; fix Classes so it matches the model's outputs, in order",
+            "Classes",
         )
     specs = backend.argument_specs(definition.batch_size or DEFAULT_BATCH_SIZE, definition.test_time_augmentation)
+    if definition.multi_label:
+        specs.append(SCORE_THRESHOLD)
     values = resolve_arguments(specs, arguments)
-    return Model(package, backend, values, specs, height, width, trust_code=trust_code)
+    return Model(package, backend, values, specs, height, width, trust_code=trust_code, device=device)
 
 
 def _chip_size(package: ModelPackage, backend: Backend) -> tuple[int, int]:
@@ -191,14 +256,16 @@ def _chip_size(package: ModelPackage, backend: Backend) -> tuple[int, int]:
         if emd_value is not None and model_value is not None and emd_value != model_value:
             raise ModelMismatchError(
                 f"{package.source}: {key} is {emd_value} but the model takes chips of "
-                f"{model_h}x{model_w} pixels (height x width); fix {key} in the EMD"
+                f"{model_h}x{model_w} pixels (height x width); fix {key} in the EMD",
+                key,
             )
     height = definition.image_height or model_h
     width = definition.image_width or model_w
     if height is None or width is None:
         raise ModelMismatchError(
             f"{package.source}: no chip size: the EMD lacks ImageHeight/ImageWidth and the model's input "
-            "size is open; add ImageHeight and ImageWidth to the EMD"
+            "size is open; add ImageHeight and ImageWidth to the EMD",
+            "ImageHeight",
         )
     return height, width
 
@@ -226,5 +293,6 @@ def _check_bands(package: ModelPackage, backend: Backend) -> None:
     if bands is not None and model_c is not None and len(bands) != model_c:
         raise ModelMismatchError(
             f"{package.source}: ExtractBands selects {len(bands)} bands but the model takes {model_c}; "
-            "fix ExtractBands in the EMD"
+            "fix ExtractBands in the EMD",
+            "ExtractBands",
         )

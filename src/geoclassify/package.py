@@ -2,7 +2,9 @@
 
 A ``.dlpk`` is extracted once per content (keyed by its SHA-256) into a cache folder, so repeated runs and
 parallel workers share one copy. Extraction refuses anything that could write outside that folder
-(absolute paths, ``..``, symlinks) and stops at a size cap, because a package is input from strangers.
+(absolute paths, ``..``, symlinks) and stops at a size cap, because a package is input from strangers. For the
+same reason every file an EMD names must lie inside the package's folder: a ``ModelFile`` of ``../../x`` must not
+make geoclassify read (or, for an inference function, run) a file the package does not hold.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from .emd import ModelDefinition, parse_emd, parse_emd_text
-from .errors import ModelPackageError
+from .errors import ModelPackageError, SettingError
+from .settings import env_int
 
 #: Largest total uncompressed size accepted from one package; override with GEOCLASSIFY_MAX_PACKAGE_BYTES.
 DEFAULT_MAX_PACKAGE_BYTES = 8 * 1024**3
+CACHE_HINT = "set GEOCLASSIFY_CACHE_DIR to a folder you can write"
 MAX_PACKAGE_ENTRIES = 10_000
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
@@ -36,19 +41,32 @@ class ModelPackage:
     source: str
     #: What the user passed (a path, or the EMD JSON), so a worker process can open the same package again.
     origin: str = ""
+    #: The package's folder, which every file the EMD names must lie in (symlinks resolved); default ``root``.
+    #: For a .dlpk it is the extracted archive, whose .emd may sit in a subfolder.
+    folder: Path | None = None
+
+    @property
+    def boundary(self) -> Path:
+        return (self.folder or self.root).resolve()
 
     def resolve(self, key: str = "ModelFile") -> Path:
         """Find the file an EMD key names, accepting the Windows forms Esri tools write."""
         name = self.definition.raw.get(key)
         if not isinstance(name, str) or not name.strip():
             raise ModelPackageError(
-                f"{self.source}: the EMD has no {key}; add the model file's name relative to the .emd"
+                f"{self.source}: the EMD has no {key}; add the model file's name relative to the .emd", key
             )
-        return resolve_beside(self.root, name.strip(), key, self.source)
+        return resolve_beside(self.root, name.strip(), key, self.source, self.boundary)
 
 
-def resolve_beside(root: Path, name: str, key: str, source: str) -> Path:
-    """Resolve a path from an EMD: relative to ``root``; a foreign absolute path falls back to its file name."""
+def resolve_beside(root: Path, name: str, key: str, source: str, boundary: Path | None = None) -> Path:
+    """Resolve a path from an EMD: relative to ``root``; an absolute path that is not inside the package falls back
+    to the file of that name beside the .emd (the Windows forms always do: they name the trainer's machine).
+
+    Whatever the form, the file found must lie inside ``boundary`` (default ``root``) once symlinks are resolved;
+    a path that leads out of it is refused without being opened.
+    """
+    inside = (boundary or root).resolve()
     basename = re.split(r"[\\/]", name)[-1]
     candidates: list[Path] = []
     if _WINDOWS_ABSOLUTE.match(name):
@@ -56,14 +74,24 @@ def resolve_beside(root: Path, name: str, key: str, source: str) -> Path:
     elif os.path.isabs(name):
         candidates += [Path(name), root / basename]
     else:
-        relative = root / PurePosixPath(name.replace("\\", "/"))
-        candidates.append(relative)
+        candidates.append(root / PurePosixPath(name.replace("\\", "/")))
+    escaped: Path | None = None
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
+        real = candidate.resolve()
+        if not real.is_relative_to(inside):
+            escaped = escaped or real
+            continue
+        if real.is_file():
+            return real
+    if escaped is not None:
+        raise ModelPackageError(
+            f"{source}: {key} {name!r} leads outside the package ({escaped} is not in {inside}); a package may only "
+            f"use its own files: put {basename or 'the file'} in the package and give {key} relative to the .emd",
+            key,
+        )
     tried = ", ".join(str(c) for c in candidates)
     raise ModelPackageError(
-        f"{source}: {key} {name!r} not found (looked for {tried}). Put the file beside the .emd or fix {key}."
+        f"{source}: {key} {name!r} not found (looked for {tried}). Put the file beside the .emd or fix {key}.", key
     )
 
 
@@ -84,7 +112,7 @@ def open_package(model: str | os.PathLike[str]) -> ModelPackage:
         emd_path = _single_emd(folder, path)
         source = f"{path} ({emd_path.relative_to(folder)})"
         definition = parse_emd_text(_read_text(emd_path, source), source)
-        return ModelPackage(definition, emd_path.parent, source, str(path.resolve()))
+        return ModelPackage(definition, emd_path.parent, source, str(path.resolve()), folder)
     definition = parse_emd_text(_read_text(path, str(path)), str(path))
     return ModelPackage(definition, path.resolve().parent, str(path), str(path.resolve()))
 
@@ -145,6 +173,11 @@ def onnx_package(path: Path) -> ModelPackage:
     return ModelPackage(parse_emd(emd, source), path.resolve().parent, source, str(path.resolve()))
 
 
+def max_package_bytes() -> int:
+    """The size cap, read when a package is unpacked (a bad value is one error naming the variable)."""
+    return env_int("GEOCLASSIFY_MAX_PACKAGE_BYTES", DEFAULT_MAX_PACKAGE_BYTES)
+
+
 def cache_dir() -> Path:
     """Where extracted packages live: GEOCLASSIFY_CACHE_DIR, else the XDG cache folder."""
     configured = os.environ.get("GEOCLASSIFY_CACHE_DIR")
@@ -156,12 +189,17 @@ def cache_dir() -> Path:
 
 def extract_dlpk(path: Path) -> Path:
     """Extract a .dlpk into the cache, once per content, and return its folder."""
-    digest = _sha256(path)
+    digest = package_digest(path)
     target = cache_dir() / "packages" / digest[:32]
     if (target / ".complete").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+    except OSError as exc:
+        raise SettingError(
+            f"cannot unpack {path} into the package cache {target.parent} ({_reason(exc)}); {CACHE_HINT}"
+        ) from None
     try:
         _safe_extract(path, staging)
         (staging / ".complete").write_text(digest)
@@ -172,13 +210,17 @@ def extract_dlpk(path: Path) -> Path:
             if not (target / ".complete").exists():
                 shutil.rmtree(target, ignore_errors=True)
                 staging.rename(target)
+    except OSError as exc:  # the archive itself was read once already (its digest), so this is the cache
+        raise SettingError(
+            f"cannot unpack {path} into the package cache {target.parent} ({_reason(exc)}); {CACHE_HINT}"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
 def _safe_extract(path: Path, dest: Path) -> None:
-    limit = int(os.environ.get("GEOCLASSIFY_MAX_PACKAGE_BYTES", DEFAULT_MAX_PACKAGE_BYTES))
+    limit = max_package_bytes()
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -256,7 +298,32 @@ def _read_text(path: Path, source: str) -> str:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ModelPackageError(
+            f"{path}: cannot read the package ({_reason(exc)}); check that you may read it"
+        ) from None
     return digest.hexdigest()
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def package_digest(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a package file: it keys the extraction cache and identifies the model in a run's journal, so
+    it is computed once per file version rather than once per use. Any write changes the status-change time, which
+    no user can set back, so a replaced file is always hashed again."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return _sha256(Path(path))  # says why the package cannot be read
+    return _cached_digest(os.path.abspath(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
+@lru_cache(maxsize=64)
+def _cached_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    return _sha256(Path(path))

@@ -16,19 +16,17 @@ fails, the user sees their own traceback (only the frames in the package's files
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import json
+import math
 import os
 import re
 import sys
 import tempfile
-import threading
 import traceback
 import weakref
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..arguments import ArgumentSpec, ArgumentType
+from ..device import CPU, Device, torch_device
 from ..emd import parse_bool
 from ..errors import (
     GeoclassifyError,
@@ -47,6 +46,7 @@ from ..errors import (
 )
 from ..package import ModelPackage
 from .dialects import ONNX_HINT
+from .package_code import OutsidePackageImport, PackageScope, forget_foreign_helpers, package_code, release, use_folder
 
 __all__ = ["PythonFunctionBackend"]
 
@@ -63,23 +63,10 @@ CONFIGURATION_KEYS = {
 }
 #: Esri's wrapper offers a batch_size argument with this default when the EMD has no BatchSize (spec §3.3).
 DEFAULT_BATCH_SIZE_ARGUMENT = 4
-#: ``device`` for ``initialize``: negative means CPU in Esri's wrappers.
-CPU_DEVICE = -1
 #: How an EMD names a function installed with ArcGIS Pro rather than shipped in the package.
 BUNDLED_PREFIX = "[functions]"
 
 _module_numbers = itertools.count(1)
-#: How many live backends need each folder on sys.path (two may share one package).
-_path_users: Counter[str] = Counter()
-#: Folders that were not on sys.path before a backend put them there, so they are taken off again.
-_path_added: set[str] = set()
-#: (folder, module name) of backends that are gone, for the next load to clean up after (see _release).
-_released: list[tuple[str, str]] = []
-#: Every folder a function was imported from, to tell one package's helper modules from another's.
-_function_folders: set[Path] = set()
-#: One call into package code at a time: stdout is redirected process-wide, and Esri's functions are not
-#: written to be thread-safe.
-_call_lock = threading.RLock()
 
 
 class PythonFunctionBackend:
@@ -87,8 +74,9 @@ class PythonFunctionBackend:
 
     framework = "Python inference function"
 
-    def __init__(self, package: ModelPackage, trust_code: bool = False) -> None:
+    def __init__(self, package: ModelPackage, trust_code: bool = False, device: Device = CPU) -> None:
         self.package = package
+        self.device = device
         self.path = _function_path(package)
         if not trust_code:
             raise UntrustedCodeError(
@@ -97,14 +85,15 @@ class PythonFunctionBackend:
                 "pass --trust-code (API: trust_code=True)."
             )
         self.folder = self.path.parent
+        self._scope = PackageScope(self.folder, package.boundary)
         self._roots = tuple({str(self.folder), str(package.root.resolve())})
         self._classes: dict[str, int] = {}
         for position, info in enumerate(package.definition.classes):
             self._classes.setdefault(info.name, position)
         self._module_name = f"geoclassify_prf_{next(_module_numbers)}_{_identifier(self.path.stem)}"
         self._emd_file, temporary = _emd_file(package)
-        _use_folder(self.folder)
-        weakref.finalize(self, _release, str(self.folder), self._module_name, temporary)
+        use_folder(self.folder)
+        weakref.finalize(self, release, str(self.folder), self._module_name, temporary)
         module = self._import()
         self.class_name, cls = _pick_class(module, self.path)
         self.instance = self._call(cls, "__init__")
@@ -125,10 +114,10 @@ class PythonFunctionBackend:
         if spec is None or spec.loader is None:
             raise ModelPackageError(f"{self.path}: not a Python file that can be imported")
         module = module_from_spec(spec)
-        _forget_other_packages_helpers(self.folder)
+        forget_foreign_helpers(self.folder)
         sys.modules[self._module_name] = module  # dataclasses and pickle look a class's module up here
         try:
-            with _package_code():
+            with package_code(self._scope):
                 spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:
             sys.modules.pop(self._module_name, None)
@@ -139,13 +128,20 @@ class PythonFunctionBackend:
         return module
 
     def _initialize(self) -> None:
-        """Esri's calls: the wrapper gets keywords (model, device), the child (model, model_as_file)."""
+        """Esri's calls: the wrapper gets keywords (model, and device: the GPU id or -1), the child (model,
+        model_as_file), after its GPU is chosen as Esri's wrapper chooses it (spec §3.2)."""
         if not callable(getattr(self.instance, "initialize", None)):
             return
         if self.form == "child":
+            if self.device.gpu:
+                _select_gpu(self.device)
             self._call(self.instance.initialize, "initialize", args=(self._emd_file, True))
         else:
-            self._call(self.instance.initialize, "initialize", kwargs={"model": self._emd_file, "device": CPU_DEVICE})
+            self._call(
+                self.instance.initialize,
+                "initialize",
+                kwargs={"model": self._emd_file, "device": self.device.esri_device},
+            )
 
     # -- arguments and configuration ----------------------------------------------------------------------------
 
@@ -305,16 +301,25 @@ class PythonFunctionBackend:
         return labels, scores
 
     def _confidence(self, value: Any) -> float:
+        """A returned confidence as a number; none given stays empty (NaN). A NaN or infinite one means the model
+        behind the function failed on that chip, so its label is not one to keep."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return float("nan")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             multi = " (';'-joined multi-label confidences are not supported)" if ";" in str(value) else ""
             raise InferenceError(
                 f"{self.path.name}: {self.class_name}.vectorize() returned the confidence {value!r}, which is not "
                 f"a number{multi}"
             ) from None
+        if not math.isfinite(number):
+            raise InferenceError(
+                f"{self.package.source}: {self.path.name}: {self.class_name}.vectorize() returned the confidence "
+                f"{value!r}: NaN or infinite scores are a model failure, not a class; check the model and how the "
+                "function normalises its chips"
+            )
+        return number
 
     def _class_index(self, label: str) -> int:
         """Position in the EMD's Classes, found by Name: the function answers with names, geoclassify with both."""
@@ -344,7 +349,7 @@ class PythonFunctionBackend:
     ) -> Any:
         """Call into the package; its failure becomes ``error`` carrying its own traceback."""
         try:
-            with _package_code():
+            with package_code(self._scope):
                 return function(*args, **(kwargs or {}))
         except (Exception, SystemExit) as exc:
             raise error(
@@ -427,71 +432,9 @@ def _emd_file(package: ModelPackage) -> tuple[str, str | None]:
     return name, name
 
 
-def _use_folder(folder: Path) -> None:
-    """Put the function's folder first on sys.path, as ArcGIS's wrapper does, so helper modules shipped beside it
-    import (first, before another package's of the same name); it stays while a backend using it lives, because
-    the function may import lazily."""
-    key = str(folder)
-    with _call_lock:
-        _sweep_released()
-        if _path_users[key] == 0 and key not in sys.path:
-            _path_added.add(key)
-        with contextlib.suppress(ValueError):
-            sys.path.remove(key)
-        sys.path.insert(0, key)
-        _path_users[key] += 1
-        _function_folders.add(folder)
-
-
-def _release(folder: str, module_name: str, temporary: str | None) -> None:
-    """A backend's finalizer (so it must not refer to the backend). The garbage collector runs it at any point,
-    possibly while an import walks sys.path or sys.modules, so it only notes what to undo (``list.append`` is
-    atomic); the next backend to load undoes it. The temporary EMD touches no interpreter state: it goes now."""
-    _released.append((folder, module_name))
-    if temporary:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-
-
-def _sweep_released() -> None:
-    """Take released backends' folders off sys.path (unless another backend uses them) and their modules out of
-    sys.modules. Called with ``_call_lock`` held."""
-    while _released:
-        folder, module_name = _released.pop()
-        _path_users[folder] -= 1
-        if _path_users[folder] <= 0:
-            del _path_users[folder]
-            if folder in _path_added:
-                _path_added.discard(folder)
-                with contextlib.suppress(ValueError):
-                    sys.path.remove(folder)
-        sys.modules.pop(module_name, None)
-
-
-def _forget_other_packages_helpers(folder: Path) -> None:
-    """Drop cached helper modules that another package's function imported under a name this package also ships
-    (two versions of one model both bring ``_helpers.py``); the other backend keeps the module objects it has."""
-    own = {p.stem for p in folder.glob("*.py")} | {p.parent.name for p in folder.glob("*/__init__.py")}
-    others = [other for other in _function_folders if other != folder]
-    if not own or not others:
-        return
-    for name, module in sys.modules.copy().items():  # a copy: imports elsewhere may change it
-        filename = getattr(module, "__file__", None)
-        if name.partition(".")[0] not in own or not filename:
-            continue
-        path = Path(filename).resolve()
-        if not path.is_relative_to(folder) and any(path.is_relative_to(other) for other in others):
-            del sys.modules[name]
-
-
-@contextlib.contextmanager
-def _package_code() -> Iterator[None]:
-    """Run package code serialised, with its prints sent to stderr: stdout belongs to geoclassify (``--json``)."""
-    with _call_lock, contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 def _missing_module_hint(exc: BaseException) -> str:
+    if isinstance(exc, OutsidePackageImport):
+        return f" because it imports {exc.name!r}: {exc}"
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return ""
     top = exc.name.partition(".")[0]
@@ -602,3 +545,15 @@ def _shown(value: Any) -> str:
         return "None"
     text = repr(value)
     return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
+
+
+def _select_gpu(device: Device) -> None:
+    """What Esri's wrapper does before a child's ``initialize`` when the device is a GPU: PCI bus order for CUDA's
+    numbering and, when PyTorch is there (the frameworks Esri ships are built on it), that GPU as the current one.
+    A child decides itself whether it uses CUDA."""
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.cuda.set_device(torch_device(device, torch))
