@@ -16,6 +16,7 @@ import pandas as pd
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from .device import choose_device
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode, parse_resampling
 from .errors import (
     CRSMismatchError,
@@ -27,6 +28,7 @@ from .errors import (
     SettingError,
     UnreferencedImagesWarning,
 )
+from .identity import features_identity, image_identity, model_identity
 from .images import ImageRef, resolve_images
 from .journal import Journal
 from .model import Model, load_model
@@ -72,6 +74,8 @@ def classify_objects(
     recycle_interval: int | None = None,
     resume: bool = False,
     scheduler: Any = None,
+    processor_type: str | None = None,
+    gpu_id: int | None = None,
 ) -> pd.DataFrame | Summary:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
@@ -85,6 +89,8 @@ def classify_objects(
     failed batch is run again that many times) and ``recycle_interval`` (workers replaced after that many batches).
     ``scheduler`` runs the batches on a Dask cluster instead: a scheduler address (``"tcp://host:8786"``),
     ``"local"`` or ``"local:N"`` (a local cluster of N worker processes), or a ``dask.distributed.Client``.
+    ``processor_type`` "CPU" (the default) or "GPU" and ``gpu_id`` (default 0) are Esri's Processor Type and GPU
+    ID: on a GPU, the model runs through CUDA (``geoclassify[gpu]``), in every worker.
     A run with features writing ``out`` saves its results as it goes; after it is killed, the same call with
     ``resume=True`` classifies only what is missing.
 
@@ -95,11 +101,12 @@ def classify_objects(
     mode = parse_processing_mode(processing_mode)
     cell_size = check_cell_size(cell_size)
     method = parse_resampling(resampling)
+    device = choose_device(processor_type, gpu_id, model.device if isinstance(model, Model) else None)
     target_crs = parse_crs(out_crs, "--out-crs") if out_crs is not None else None
     area = extent if isinstance(extent, Extent) or extent is None else Extent.parse(extent, extent_crs)
     execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval, scheduler)
     if out is not None:
-        check_output(out, overwrite)
+        check_output(out, overwrite, out_layer, features, features_layer)
     source = None
     if features is not None:
         # A big layer is never read whole: it is planned from batches of geometries, and its attributes are read
@@ -109,23 +116,25 @@ def classify_objects(
     columns = source.fields if source is not None else None
     fields = ResultFields.named(label_field, field_prefix)
     check_fields(columns, fields, features, out, extra=_extra_fields(features, mode))
-    loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code)
+    loaded = model if isinstance(model, Model) else load_model(model, arguments, trust_code=trust_code, device=device)
     refs = resolve_images(image, recursive=recursive, asset=asset)
     journal = None
     if out is not None and features is not None:
         fingerprint = {
             "mode": mode,
-            "images": [ref.image_id for ref in refs],
-            "features": _name_of(features),
+            # Inputs by identity (size, time, content hash), so one replaced at the same path is not mixed in.
+            "images": [image_identity(ref) for ref in refs],
+            "features": features_identity(features),
             "layer": features_layer,
             "count": total,
-            "model": loaded.package.origin or loaded.package.source,
+            "model": model_identity(loaded.package),
             # batch_size is left out: results do not depend on it, so a resumed run may use another.
             "arguments": {k: str(v) for k, v in loaded.arguments.items() if k != "batch_size"},
             "fields": list(fields),
             "extent": repr(area),
             "cell_size": cell_size,
             "resampling": method.name,
+            # The processor is left out: CPU and GPU differ by float noise only, so a run may resume on the other.
         }
         journal = Journal(out, fingerprint, resume, overwrite)
     elif resume:
@@ -190,14 +199,20 @@ def _keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator
         saved = journal.settle() if journal is not None else 0
         if not saved:
             raise
-        raise type(exc)(
-            f"{exc}\nThe {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure are "
-            "saved; fix the cause and run the same command with --resume to go on from there."
-        ) from None
-
-
-def _name_of(features: PathLike | gpd.GeoDataFrame) -> str:
-    return "<GeoDataFrame>" if isinstance(features, gpd.GeoDataFrame) else os.fspath(features)
+        # The same exception goes on, its class and attributes intact; only its message gains the way forward, on
+        # the same line unless the message has several (a model's traceback).
+        message = str(exc)
+        message += "\n" if "\n" in message else (" " if message.endswith(".") else ". ")
+        exc.args = (
+            f"{message}The {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure "
+            "are saved; fix the cause and run the same command with --resume to go on from there.",
+            *exc.args[1:],
+        )
+        raise
+    except BaseException:  # any other failure: keep what was saved, and leave no journal when nothing was
+        if journal is not None:
+            journal.settle()
+        raise
 
 
 def _extra_fields(features: PathLike | gpd.GeoDataFrame | None, mode: str) -> tuple[str, ...]:
@@ -268,7 +283,12 @@ def _classify_features(
 
 def _result_columns(model: Model, predictions: Predictions, fields: ResultFields) -> pd.DataFrame:
     return result_columns(
-        model.definition.classes, predictions.class_index, predictions.confidence, predictions.coverage, fields
+        model.definition.classes,
+        predictions.class_index,
+        predictions.confidence,
+        predictions.coverage,
+        fields,
+        model.arguments.get("score_threshold"),
     )
 
 
@@ -335,9 +355,10 @@ def _classify_images(
     columns = result_columns(
         model.definition.classes,
         class_index,
-        np.array([r.confidence for r in results]),
+        np.array([np.broadcast_to(r.confidence, model.score_shape) for r in results]).reshape(-1, *model.score_shape),
         np.array([r.coverage for r in results]),
         fields,
+        model.arguments.get("score_threshold"),
     )
     table = pd.DataFrame({"ImageID": pd.array([r.ref.image_id for r in results], dtype="string")})
     table = pd.concat([table, columns], axis=1)
@@ -400,7 +421,10 @@ def inspect_model(
         "crop_size_fixed": spec.fixed,
         "blacken_around_feature": spec.blacken,
         "image_space": definition.image_space_used,
-        "model_output": definition.model_output or "auto (probabilities if rows sum to 1, else logits)",
+        "model_output": definition.model_output
+        or getattr(loaded.backend, "model_output", None)
+        or "auto (probabilities if rows sum to 1, else logits)",
+        "multi_label": loaded.multi_label,
         "inference_function": definition.inference_function,
         "data_range": list(definition.data_range) if definition.data_range else None,
         "normalisation": normalisation,
