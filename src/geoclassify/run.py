@@ -64,6 +64,8 @@ def run(request: RunRequest, context: RunContext | None = None) -> Summary | pd.
         recycle_interval=request.recycle_interval,
         resume=request.resume,
         scheduler=context.client if context.client is not None else request.scheduler,
+        processor_type=request.processor_type,
+        gpu_id=request.gpu_id,
     )
     images = request.input_raster[0] if len(request.input_raster) == 1 else list(request.input_raster)
     features = context.features if context.features is not None else request.input_features

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..device import CPU, Device
 from ..errors import UnsupportedModelError
 from ..package import ModelPackage
 from .base import Backend, ChipBackend, to_probabilities
@@ -17,25 +18,25 @@ SUPPORTED_FRAMEWORKS = ("ONNX", "PyTorch (TorchScript)")
 
 
 def create_backend(
-    package: ModelPackage, threads: int | None = None, trust_code: bool = False
+    package: ModelPackage, threads: int | None = None, trust_code: bool = False, device: Device = CPU
 ) -> Backend | ChipBackend:
     """Load the model with the runtime its EMD names: ONNX Runtime, TorchScript, or a Python inference function."""
     definition = package.definition
     if definition.inference_function:
         from .prf import PythonFunctionBackend
 
-        return PythonFunctionBackend(package, trust_code=trust_code)
+        return PythonFunctionBackend(package, trust_code=trust_code, device=device)
     framework = (definition.framework or "").strip()
     model_file = str(definition.model_file or "")
     if not framework and model_file.lower().endswith(".onnx"):
         framework = "ONNX"
     if framework.upper() == "ONNX":
-        return OnnxBackend(package.resolve("ModelFile"), threads=threads)
+        return OnnxBackend(package.resolve("ModelFile"), threads=threads, device=device)
     refuse_dialect(package)
     if framework.lower() == "pytorch":
         from .torchscript import TorchScriptBackend
 
-        return TorchScriptBackend(package.resolve("ModelFile"), threads=threads, source=package.source)
+        return TorchScriptBackend(package.resolve("ModelFile"), threads=threads, source=package.source, device=device)
     supported = ", ".join(SUPPORTED_FRAMEWORKS)
     if not framework:
         raise UnsupportedModelError(

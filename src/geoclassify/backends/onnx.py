@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..arguments import ArgumentSpec
-from ..errors import InferenceError, ModelMismatchError, ModelPackageError
+from ..device import CPU, Device, check_onnx_session, onnx_providers
+from ..errors import DeviceError, InferenceError, ModelMismatchError, ModelPackageError
 from .base import tensor_argument_specs
 
 
@@ -16,14 +17,17 @@ def _dim(value: object) -> int | None:
 
 
 class OnnxBackend:
-    """One ONNX Runtime session on the CPU; the first input takes NCHW float chips, the first output scores."""
+    """One ONNX Runtime session on the CPU (or, for ``device`` GPU, CUDA); the first input takes NCHW float chips,
+    the first output scores."""
 
     framework = "ONNX"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, device: Device = CPU) -> None:
         import onnxruntime as ort
 
         self.path = path
+        self.device = device
+        providers = onnx_providers(device, ort)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -32,9 +36,15 @@ class OnnxBackend:
         # the dense benchmark, no change on the compute-bound one.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+            if device.gpu:
+                raise DeviceError(
+                    f"{path}: ONNX Runtime cannot load this model on GPU {device.gpu_id} ({exc}); check --gpu-id "
+                    "(GPUs are numbered from 0) and the CUDA install, or use --processor-type CPU"
+                ) from None
             raise ModelPackageError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
+        check_onnx_session(self.session, device, ort)
         self._ort_version = ort.__version__
         model_input = self.session.get_inputs()[0]
         model_output = self.session.get_outputs()[0]
@@ -88,6 +98,7 @@ class OnnxBackend:
         model_output = self.session.get_outputs()[0]
         return {
             "runtime": f"onnxruntime {self._ort_version}",
+            "device": self.device.describe(),
             "file": str(self.path),
             "input": {"name": model_input.name, "shape": list(model_input.shape), "type": model_input.type},
             "output": {"name": model_output.name, "shape": list(model_output.shape), "type": model_output.type},

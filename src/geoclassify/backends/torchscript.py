@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arguments import ArgumentSpec
+from ..device import CPU, Device, torch_device
 from ..errors import InferenceError, MissingExtraError, UnsupportedModelError
 from .base import tensor_argument_specs
 
@@ -29,18 +30,21 @@ def import_torch(purpose: str):
 
 
 class TorchScriptBackend:
-    """A TorchScript module on the CPU; takes NCHW float32 chips, returns (batch, classes) scores."""
+    """A TorchScript module on the CPU (or, for ``device`` GPU, ``cuda:N``); takes NCHW float32 chips, returns
+    (batch, classes) scores."""
 
     framework = "PyTorch (TorchScript)"
     input_shape: tuple[int | None, int | None, int | None, int | None] = (None, None, None, None)
     output_classes: int | None = None
 
-    def __init__(self, path: Path, threads: int | None = None, source: str = "") -> None:
+    def __init__(self, path: Path, threads: int | None = None, source: str = "", device: Device = CPU) -> None:
         torch = import_torch(f"{source or path}: a PyTorch (TorchScript) model")
         self.path = path
         self._torch = torch
+        self.device = device
+        self._device = torch_device(device, torch)
         try:
-            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+            self.module = torch.jit.load(str(path), map_location=self._device).eval()
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnsupportedModelError(
@@ -58,7 +62,8 @@ class TorchScriptBackend:
         torch = self._torch
         try:
             with torch.inference_mode():
-                output = self.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+                chips = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
+                output = self.module(chips)
         except Exception as exc:  # TorchScript raises its own error types with the model's own trace
             raise InferenceError(
                 f"{self.path}: the TorchScript model failed on a batch of {len(batch)} chips: "
@@ -72,4 +77,8 @@ class TorchScriptBackend:
         return scores.reshape(scores.shape[0], -1)
 
     def describe(self) -> dict[str, object]:
-        return {"runtime": f"torch {self._torch.__version__} (TorchScript)", "file": str(self.path)}
+        return {
+            "runtime": f"torch {self._torch.__version__} (TorchScript)",
+            "file": str(self.path),
+            "device": self.device.describe(),
+        }
