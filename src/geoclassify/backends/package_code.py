@@ -110,7 +110,10 @@ def _check_inside(name: str, spec: ModuleSpec, scope: PackageScope) -> None:
 
 def _forbidden_entries(scope: PackageScope) -> set[str]:
     """sys.path entries package code may not import from: the working folder and other packages' folders."""
-    cwd = os.path.realpath(os.getcwd())
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:  # the working folder was deleted: nothing can be imported from it anyway
+        cwd = None
     others = {str(f) for f in _function_folders if f != scope.folder}
     return {p for p in sys.path if p in ("", ".") or os.path.realpath(p) == cwd or p in others}
 
