@@ -256,8 +256,8 @@ def test_package_a_torchscript_file(scene, tmp_path):
             ["arcgis.learn FeatureClassifier package", "from_model"],
         ),
         (
-            {"Framework": "Keras", "ModelConfiguration": {"Name": "KerasClassifier"}, "ModelFile": ".\\HouseDamage.h5"},
-            ["Keras/TensorFlow classifier dialect", "tf2onnx", "resampled_image_size"],
+            {"Framework": "TensorFlow", "ModelConfiguration": "ObjectDetectionAPI", "ModelFile": ".\\frozen.pb"},
+            ["Keras/TensorFlow classifier dialect", "needs TensorFlow", "tf2onnx", "resampled_image_size"],
         ),
     ],
 )

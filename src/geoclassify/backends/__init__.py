@@ -8,19 +8,20 @@ from ..device import CPU, Device
 from ..errors import UnsupportedModelError
 from ..package import ModelPackage
 from .base import Backend, ChipBackend, to_probabilities
-from .dialects import refuse_dialect
+from .dialects import is_keras_h5, refuse_dialect
 from .onnx import OnnxBackend
 
 __all__ = ["SUPPORTED_FRAMEWORKS", "Backend", "ChipBackend", "OnnxBackend", "create_backend", "to_probabilities"]
 
 #: What this version runs, as written in the EMD's ``Framework`` key (any case), plus Python inference functions.
-SUPPORTED_FRAMEWORKS = ("ONNX", "PyTorch (TorchScript)")
+SUPPORTED_FRAMEWORKS = ("ONNX", "PyTorch (TorchScript)", "Keras (.h5)")
 
 
 def create_backend(
     package: ModelPackage, threads: int | None = None, trust_code: bool = False, device: Device = CPU
 ) -> Backend | ChipBackend:
-    """Load the model with the runtime its EMD names: ONNX Runtime, TorchScript, or a Python inference function."""
+    """Load the model with the runtime its EMD names: ONNX Runtime (also for Keras .h5 files, converted),
+    TorchScript, or a Python inference function."""
     definition = package.definition
     if definition.inference_function:
         from .prf import PythonFunctionBackend
@@ -32,6 +33,10 @@ def create_backend(
         framework = "ONNX"
     if framework.upper() == "ONNX":
         return OnnxBackend(package.resolve("ModelFile"), threads=threads, device=device)
+    if is_keras_h5(package):
+        from .keras import KerasBackend
+
+        return KerasBackend(package, threads=threads, device=device)
     refuse_dialect(package)
     if framework.lower() == "pytorch":
         from .torchscript import TorchScriptBackend
