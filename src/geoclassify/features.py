@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from .errors import FeatureSourceError, GeoclassifyWarning
+from .datalosses import relayed
+from .errors import DataLossWarning, FeatureSourceError, GeoclassifyWarning
 from .images import is_remote
 from .settings import stream_batch
 
@@ -60,6 +61,7 @@ def read_features(
             return gpd.read_parquet(text)
         except Exception as exc:  # pyarrow raises several unrelated types for bad files
             raise FeatureSourceError(f"feature layer {text!r} is not readable GeoParquet ({exc})") from None
+    _warn_without_dbf(text)
     layers = list_layers(text)
     chosen = resolve_layer(text, layer)
     if layer is None and len(layers) > 1:
@@ -70,7 +72,8 @@ def read_features(
             stacklevel=2,
         )
     try:
-        frame = pyogrio.read_dataframe(text, layer=chosen, columns=columns)
+        with relayed(f"feature layer {text!r}"):  # GDAL's word on values it could not read as they are
+            frame = pyogrio.read_dataframe(text, layer=chosen, columns=columns)
     except (DataSourceError, DataLayerError, OSError) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry is None:
@@ -84,6 +87,7 @@ def layer_info(path: str | os.PathLike[str], layer: str | None = None) -> dict:
     text = os.fspath(path)
     if text.lower().endswith(PARQUET_SUFFIXES):
         return _parquet_info(text)
+    _warn_without_dbf(text)
     try:
         return pyogrio.read_info(text, layer=resolve_layer(text, layer))
     except (DataSourceError, DataLayerError, OSError) as exc:
@@ -106,6 +110,22 @@ def stream_features(
             yield from _at_least_one(reader, reader.schema)
     except (DataSourceError, DataLayerError, OSError) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+
+
+def _warn_without_dbf(text: str) -> None:
+    """OGR reads a ``.shp`` whose ``.dbf`` is missing as features without attributes, and says nothing."""
+    path = Path(text)
+    if is_remote(text) or path.suffix.lower() != ".shp" or not path.exists():
+        return
+    stem = path.name[: -len(path.suffix)]
+    if any((path.parent / (stem + suffix)).exists() for suffix in (".dbf", ".DBF")):
+        return
+    warnings.warn(
+        f"feature layer {text!r} has no {stem}.dbf beside it, so its features have no attributes: the output holds "
+        "only their geometry and the result fields; put the .dbf beside the .shp to keep them",
+        DataLossWarning,
+        stacklevel=1,  # one place, so a run that looks at the layer twice says it once
+    )
 
 
 def _parquet_file(text: str) -> tuple[pq.ParquetFile, dict]:

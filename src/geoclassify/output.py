@@ -1,11 +1,15 @@
-"""Write results atomically: to a temporary file beside the target, then rename into place.
+"""Write results atomically, never losing anything the user had: to a temporary file beside the target, renamed
+into place; into an existing GeoPackage as a temporary layer, renamed in one transaction (:mod:`.geopackage`);
+a shapefile as a whole set of files (:mod:`.shapefile`).
 
-After a failure or Ctrl-C no partial file is left and an existing output is untouched. The format
-follows the file extension, so ``.gpkg``, ``.shp``, ``.geojson``, ``.fgb`` and ``.parquet`` all work.
+After a failure, Ctrl-C or a SIGKILL, an existing output is untouched and the next run writing it removes what the
+interrupted one left. An output that is the run's own feature layer is refused. The format follows the file
+extension, so ``.gpkg``, ``.shp``, ``.geojson``, ``.fgb``, ``.parquet`` and ``.csv`` all work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -21,43 +25,14 @@ import pyarrow.parquet as pq
 import pyogrio
 from pyogrio.raw import write_arrow
 
-from .errors import OutputError, OutputExistsError
+from . import geopackage, shapefile
+from .datalosses import SHAPEFILE_COVERED, ShapefileCheck, relayed
+from .destination import DRIVERS, MULTI_LAYER, check_output, is_geopackage
+from .errors import OutputError
 
-DRIVERS = {
-    ".gpkg": "GPKG",
-    ".shp": "ESRI Shapefile",
-    ".geojson": "GeoJSON",
-    ".json": "GeoJSON",
-    ".fgb": "FlatGeobuf",
-    ".parquet": "Parquet",
-    ".geoparquet": "Parquet",
-    ".csv": "CSV",
-}
+__all__ = ["DRIVERS", "check_output", "write_batches", "write_output"]
 #: Formats that can hold a table without geometry (images with no georeference).
 TABLE_DRIVERS = ("GPKG", "Parquet", "CSV")
-#: Files that make up one shapefile; an overwrite removes stale ones the new output did not write.
-SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml")
-
-
-def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Fail before any work is done when the output cannot be written where it was asked."""
-    out = Path(path)
-    suffix = out.suffix.lower()
-    if suffix not in DRIVERS:
-        known = ", ".join(sorted(DRIVERS))
-        raise OutputError(
-            f"output {os.fspath(out)!r}: unknown format {suffix or '(no extension)'!r}; use one of {known}"
-        )
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"output {os.fspath(out)!r}: folder {os.fspath(parent)!r} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output {os.fspath(out)!r}: folder {os.fspath(parent)!r} is not writable")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {os.fspath(out)!r} exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise OutputError(f"output {os.fspath(out)!r} is a folder; give a file name such as result.gpkg")
-    return out
 
 
 def write_output(
@@ -79,31 +54,76 @@ def write_batches(
     overwrite: bool = False,
     geometry_type: str | None = None,
 ) -> Path:
-    """Write batches of rows as one output, atomically: to a temporary file beside ``path``, renamed at the end."""
-    out = check_output(path, overwrite)
+    """Write batches of rows as one output, atomically: to a temporary file beside ``path``, renamed at the end, or
+    as a temporary layer of an existing GeoPackage, renamed to ``layer`` at the end."""
+    out = check_output(path, overwrite, layer)
     driver = DRIVERS[out.suffix.lower()]
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or "."))
+    frames = iter(batches)
+    try:
+        if driver in MULTI_LAYER and is_geopackage(out):
+            _write_layer(frames, out, driver, layer or out.stem, overwrite, geometry_type)
+        else:
+            _write_file(frames, out, driver, layer or out.stem, geometry_type)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:  # a layer read again for its rows lets go of the file (it may be this GeoPackage)
+            close()
+    return out
+
+
+def _write_layer(
+    frames: Iterator[pd.DataFrame], out: Path, driver: str, layer: str, overwrite: bool, geometry_type: str | None
+) -> None:
+    """Into an existing GeoPackage: a temporary layer beside the others, then given its name in one transaction."""
+    temporary = geopackage.temporary_name()
+    label = f"output {os.fspath(out)!r}"
+    try:
+        written = 0
+        for frame in frames:
+            _check_rows(frame, out, driver)
+            _write(frame, out, driver, temporary, written > 0, geometry_type, label)
+            written += 1
+        if not written:
+            raise OutputError(f"{label}: there are no rows to write")
+        geopackage.replace_layer(out, temporary, layer, overwrite)
+    except BaseException:
+        with contextlib.suppress(OutputError):  # else left for the next run to remove
+            geopackage.drop_layer(out, temporary)
+        raise
+
+
+def _write_file(frames: Iterator[pd.DataFrame], out: Path, driver: str, layer: str, geometry_type: str | None) -> None:
+    """A whole new file in a staging folder beside ``out`` (its name carries this process's id, so a later run can
+    tell a dead run's leftover), then moved into place."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".partial", dir=out.parent))
+    label = f"output {os.fspath(out)!r}"
+    check = None
     try:
         temp = staging / out.name
-        frames = iter(batches)
         first = next(frames)
         second = next(frames, None)
         ahead = [first] if second is None else [first, second]
         rows = (_check_rows(frame, out, driver) for frame in itertools.chain(ahead, frames))
+        if driver == "ESRI Shapefile":
+            check = ShapefileCheck(out, temp)
         if driver in APPENDABLE:
             for i, frame in enumerate(rows):
-                _write(frame, temp, driver, layer or out.stem, append=i > 0, geometry_type=geometry_type)
+                _write(frame, temp, driver, layer, i > 0, geometry_type, label)
+                if check is not None:
+                    check.check(frame)
         elif second is None:  # one batch: the format's own writer, with its own type mapping
-            _write(next(rows), temp, driver, layer or out.stem, geometry_type=geometry_type)
+            _write(next(rows), temp, driver, layer, geometry_type=geometry_type, label=label)
         else:
-            _write_stream(rows, temp, driver, layer or out.stem, geometry_type)
+            with relayed(label):
+                _write_stream(rows, temp, driver, layer, geometry_type)
         if driver == "ESRI Shapefile":
-            _replace_shapefile(staging, out)
+            shapefile.publish(staging, out)
         else:
             os.replace(temp, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out
+    if check is not None:
+        check.warn()
 
 
 def _check_rows(frame: pd.DataFrame, out: Path, driver: str) -> pd.DataFrame:
@@ -179,7 +199,13 @@ def _with_geo_metadata(schema: pa.Schema, frame: gpd.GeoDataFrame) -> pa.Schema:
 
 
 def _write(
-    frame: pd.DataFrame, temp: Path, driver: str, layer: str, append: bool = False, geometry_type: str | None = None
+    frame: pd.DataFrame,
+    temp: Path,
+    driver: str,
+    layer: str,
+    append: bool = False,
+    geometry_type: str | None = None,
+    label: str = "output",
 ) -> None:
     try:
         if driver == "Parquet":
@@ -207,7 +233,8 @@ def _write(
             and driver in ("GPKG", "FlatGeobuf")
         ):
             options["geometry_type"] = "Unknown"
-        pyogrio.write_dataframe(frame, temp, driver=driver, **options)
+        with relayed(label, SHAPEFILE_COVERED if driver == "ESRI Shapefile" else ()):
+            pyogrio.write_dataframe(frame, temp, driver=driver, **options)
     except (
         pyogrio.errors.DataSourceError,
         pyogrio.errors.DataLayerError,
@@ -217,15 +244,3 @@ def _write(
         ValueError,
     ) as exc:
         raise OutputError(f"cannot write {driver} output: {exc}") from None
-
-
-def _replace_shapefile(staging: Path, out: Path) -> None:
-    stem = out.name[: -len(out.suffix)]
-    written = {p.name[len(stem) :].lower(): p for p in staging.iterdir() if p.name.startswith(stem)}
-    for part in SHAPEFILE_PARTS:
-        old = out.with_name(stem + part)
-        if part not in written and old.exists():
-            old.unlink()
-    # The .shp goes last so a reader never sees a new .shp with old attribute files.
-    for part, file in sorted(written.items(), key=lambda item: item[0] == ".shp"):
-        os.replace(file, out.with_name(stem + part))
