@@ -152,7 +152,7 @@ class Model:
             return
         bad = np.flatnonzero(~finite.all(axis=1))
         error = InferenceError(
-            f"{self.package.source}: the model failed: it returned NaN or infinite scores, which are no class (check "
+            f"{self.package.source}: the model failed: it returned NaN or infinite scores, which name no class (check "
             f"the model and its normalisation, NormalizationStats and DataRange), for {len(bad)} of {len(scores)} chips"
         )
         error.rows = (bad + start).tolist()  # type: ignore[attr-defined]
