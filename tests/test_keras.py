@@ -506,3 +506,4 @@ def test_classify_runs_an_esri_keras_package(tmp_path):
     np.testing.assert_allclose(got["Confidence"], probabilities.max(axis=1), atol=1e-4)
     shown = run_cli("inspect", package)
     assert shown.returncode == 0 and "resampled_image_size" in shown.stdout and "Keras 2.2.4" in shown.stdout
+    assert "Normalise    KerasClassifier: none;" in shown.stdout and "ImageNet" not in shown.stdout

@@ -394,8 +394,11 @@ def inspect_model(
     definition = loaded.definition
     spec = chip_spec(loaded)
     stats = definition.normalization
-    if stats is not None:
-        normalisation: dict[str, Any] = {
+    own: dict[str, Any] | None = getattr(loaded.backend, "normalisation", None)  # a dialect's own (Keras)
+    if own is not None:
+        normalisation: dict[str, Any] = own
+    elif stats is not None:
+        normalisation = {
             "kind": "NormalizationStats",
             "formula": "((x - band_min) / (band_max - band_min) - scaled_mean) / scaled_std, per ExtractBands index",
             "band_min": list(stats.band_min),

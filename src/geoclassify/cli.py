@@ -432,8 +432,10 @@ def _format_inspect(info: dict[str, Any]) -> str:
     norm = info["normalisation"]
     if norm["kind"] == "ImageNet":
         lines.append("Normalise    ImageNet mean/std on 0-255 (no NormalizationStats)")
-    else:
+    elif norm["kind"] == "NormalizationStats":
         lines.append(f"Normalise    NormalizationStats: {norm['formula']}")
+    else:
+        lines.append(f"Normalise    {norm['kind']}: {norm['formula']}")
     if info["data_range"]:
         lines.append(f"Data range   {info['data_range']}")
     cells = info["cell_size_range"]

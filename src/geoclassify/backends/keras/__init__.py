@@ -97,6 +97,15 @@ class KerasBackend:
             chips.check(definition.image_height, definition.image_width, self.source)
         return chips
 
+    @property
+    def normalisation(self) -> dict[str, str]:
+        """What ``inspect`` shows in place of a normalisation: Esri's KerasClassifier feeds pixels as they are."""
+        return {
+            "kind": "KerasClassifier",
+            "formula": "none; each chip is resized so its longer side is resampled_image_size (bilinear, no "
+            "anti-aliasing), zero-padded to a centred square and truncated to whole numbers for integer rasters",
+        }
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.onnx.predict(batch)
 
