@@ -100,6 +100,10 @@ def test_an_existing_layer_is_replaced_only_with_overwrite_and_alone(scene, caps
     replaced = pyogrio.read_dataframe(project, layer="classified")
     assert "Cond" in replaced.columns and "ClassLabel" not in replaced.columns
     assert pyogrio.read_info(project, layer="classified")["features"] == 3
+    # A replaced layer keeps its place among the others (a default of "the first layer" still means the same one).
+    assert classify(scene, "--features-layer", "houses", "--out-layer", "roads", "--overwrite") == 0
+    assert layers(project) == ["houses", "roads", "classified"]
+    assert "ClassLabel" in pyogrio.read_dataframe(project, layer="roads").columns
     assert integrity(project) == [("ok",)]
 
 

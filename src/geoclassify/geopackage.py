@@ -44,14 +44,17 @@ def temporary_name() -> str:
 
 
 def layers(path: Path) -> list[str]:
-    """The layers (tables listed in ``gpkg_contents``) of a GeoPackage."""
+    """The layers of a GeoPackage as OGR lists them: the tables of ``gpkg_contents``, then any other table or view
+    of the user's (OGR shows those too, and writes a table without geometry unregistered when the file has some)."""
     with _connect(path) as db:
-        return [row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")]
+        return _layers(db)
 
 
 def find_layer(path: Path, name: str) -> str | None:
-    """The layer that ``name`` denotes, as the file spells it: SQLite table names ignore case."""
-    return next((layer for layer in layers(path) if layer.lower() == name.lower()), None)
+    """The layer that ``name`` denotes, as the file spells it (SQLite table names ignore case); a name of the
+    GeoPackage's own tables is refused."""
+    with _connect(path) as db:
+        return _existing(db, name, path)
 
 
 def replace_layer(path: Path, temporary: str, name: str, overwrite: bool) -> None:
@@ -61,15 +64,20 @@ def replace_layer(path: Path, temporary: str, name: str, overwrite: bool) -> Non
         db.execute("PRAGMA legacy_alter_table = ON")  # views naming the old layer then name the new one
         db.execute("BEGIN IMMEDIATE")
         try:
-            existing = _existing(db, name)
+            existing = _existing(db, name, path)
             if existing is not None and not overwrite:
                 raise OutputExistsError(
                     f"output {os.fspath(path)!r} already has a layer {existing!r}; pass --overwrite to replace that "
                     "layer (the other layers are kept)"
                 )
+            place = None
             if existing is not None:
+                row = db.execute("SELECT rowid FROM gpkg_contents WHERE table_name = ?", (existing,)).fetchone()
+                place = row[0] if row else None
                 _drop(db, existing)
             _rename(db, temporary, name)
+            if place is not None:
+                _move_contents_row(db, name, place)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -133,9 +141,29 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
         raise OutputError(f"cannot update GeoPackage {os.fspath(path)!r}: {exc}") from None
 
 
-def _existing(db: sqlite3.Connection, name: str) -> str | None:
-    row = db.execute("SELECT table_name FROM gpkg_contents WHERE lower(table_name) = lower(?)", (name,)).fetchone()
-    return row[0] if row else None
+def _layers(db: sqlite3.Connection) -> list[str]:
+    registered = [row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")]
+    known = {name.lower() for name in registered} | _internal(db)
+    others = db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY rowid").fetchall()
+    return registered + [row[0] for row in others if row[0].lower() not in known]
+
+
+def _internal(db: sqlite3.Connection) -> set[str]:
+    """Lower-cased names of the tables that make up the GeoPackage rather than hold data: its metadata, SQLite's,
+    and each layer's R-tree index with the R-tree's own tables."""
+    names = {row[0].lower() for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    internal = {n for n in names if n.startswith(("gpkg_", "gpkgext_", "sqlite_"))}
+    for table, column in db.execute("SELECT table_name, column_name FROM gpkg_geometry_columns"):
+        rtree = f"rtree_{table}_{column}".lower()
+        internal |= {rtree + suffix for suffix in ("", "_node", "_parent", "_rowid")} & names
+    return internal
+
+
+def _existing(db: sqlite3.Connection, name: str, path: Path | None = None) -> str | None:
+    if name.lower() in _internal(db):
+        where = f"output {os.fspath(path)!r}: " if path is not None else ""
+        raise OutputError(f"{where}{name!r} is one of the GeoPackage's own tables; choose another --out-layer")
+    return next((layer for layer in _layers(db) if layer.lower() == name.lower()), None)
 
 
 def _metadata_tables(db: sqlite3.Connection) -> list[str]:
@@ -183,6 +211,19 @@ def _rename(db: sqlite3.Connection, old: str, new: str) -> None:
     db.execute("UPDATE gpkg_contents SET identifier = ? WHERE table_name = ? AND identifier = ?", (new, new, old))
     for _, sql in triggers:
         db.execute(_renamed_in(sql, old, new))
+
+
+def _move_contents_row(db: sqlite3.Connection, layer: str, rowid: int) -> None:
+    """Give the layer's ``gpkg_contents`` row the old layer's place, so OGR lists the layers in the order they had
+    (a default of "the first layer" keeps meaning the same one)."""
+    columns = [col[1] for col in db.execute("PRAGMA table_info(gpkg_contents)")]
+    values = db.execute(f"SELECT {', '.join(map(_quote, columns))} FROM gpkg_contents WHERE table_name = ?", (layer,))
+    row = values.fetchone()
+    if row is None:
+        return
+    db.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (layer,))
+    names = ", ".join(["rowid", *map(_quote, columns)])
+    db.execute(f"INSERT INTO gpkg_contents ({names}) VALUES ({', '.join('?' * (len(columns) + 1))})", (rowid, *row))
 
 
 def _renamed_in(sql: str, old: str, new: str) -> str:
