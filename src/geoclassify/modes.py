@@ -182,7 +182,7 @@ def classify_items(
             -1,
             Predictions(
                 class_index=np.full(len(lonely), -1),
-                confidence=np.full(len(lonely), np.nan),
+                confidence=np.full((len(lonely), *model.score_shape), np.nan),
                 coverage=np.zeros(len(lonely)),
                 empty=empty[lonely],
                 outside=~empty[lonely],

@@ -121,12 +121,13 @@ def classify_plan(
     spec = chip_spec(model)
     n = plan.count
     class_index = np.full(n, -1, dtype=np.int64)
-    confidence = np.full(n, np.nan, dtype=np.float64)
+    confidence = np.full((n, *model.score_shape), np.nan, dtype=np.float64)  # multi-label: every probability
     coverage = np.zeros(n, dtype=np.float64)
     entries = np.arange(len(plan.todo))  # positions in the plan still to classify
     if journal is not None:
         done, labels, scores, covered = journal.saved()
-        class_index[done], confidence[done], coverage[done] = labels, scores, covered
+        class_index[done], coverage[done] = labels, covered
+        confidence[done] = scores.reshape(len(done), *model.score_shape)
         entries = np.flatnonzero(~np.isin(plan.todo, done))
         if progress is not None and len(done):
             progress(len(done))
@@ -251,7 +252,7 @@ def _classify_chips(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Classify the chips that hold any valid pixel; the others keep class index -1."""
     labels = np.full(len(chips), -1, dtype=np.int64)
-    scores = np.full(len(chips), np.nan)
+    scores = np.full((len(chips), *model.score_shape), np.nan)
     covered = np.array([c.coverage for c in chips], dtype=np.float64)
     keep = np.flatnonzero(covered > 0)
     if len(keep):

@@ -185,11 +185,26 @@ def result_columns(
     confidence: np.ndarray,
     coverage: np.ndarray,
     fields: ResultFields,
+    threshold: float | None = None,
 ) -> pd.DataFrame:
-    """Label, ClassValue, Confidence and Coverage for class indexes (-1: not classified)."""
+    """Label, ClassValue, Confidence and Coverage for class indexes (-1: not classified).
+
+    A multi-label model's ``confidence`` holds every class's probability (one row per feature); its label is then
+    the ``;``-joined names reaching ``threshold`` and its Confidence the ``;``-joined probabilities, as Esri writes.
+    """
     names = np.array([c.name for c in classes] + [None], dtype=object)
-    values = np.array([c.value for c in classes] + [0], dtype=np.int64)
     classified = class_index >= 0
+    if confidence.ndim == 2:
+        labels, scores = _multi_labels(names[:-1], classified, confidence, 0.5 if threshold is None else threshold)
+        return pd.DataFrame(
+            {
+                fields.label: pd.array(labels, dtype="string"),
+                fields.value: pd.array([pd.NA] * len(classified), dtype="Int64"),
+                fields.confidence: pd.array(scores, dtype="string"),
+                fields.coverage: coverage,
+            }
+        )
+    values = np.array([c.value for c in classes] + [0], dtype=np.int64)
     class_values = pd.array(values[class_index], dtype="Int64")
     class_values[~classified] = pd.NA
     return pd.DataFrame(
@@ -200,6 +215,22 @@ def result_columns(
             fields.coverage: coverage,
         }
     )
+
+
+def _multi_labels(
+    names: np.ndarray, classified: np.ndarray, probabilities: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Esri's multi-label strings: names with p >= threshold in Classes order (may be ""), every p as float32 text.
+
+    The label is judged on the float32 values written, so a Confidence of 0.5 and a threshold of 0.5 always agree.
+    """
+    labels = np.full(len(classified), None, dtype=object)
+    scores = np.full(len(classified), None, dtype=object)
+    for row in np.flatnonzero(classified):
+        p = probabilities[row].astype(np.float32)
+        labels[row] = ";".join(names[p >= threshold])
+        scores[row] = ";".join(str(float(v)) for v in p)
+    return labels, scores
 
 
 def geometry_last(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

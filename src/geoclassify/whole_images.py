@@ -37,7 +37,7 @@ class ImageResult:
     crs: CRS | None = None
     footprint: shapely.Geometry | None = None
     class_index: int = -1
-    confidence: float = float("nan")
+    confidence: float | np.ndarray = float("nan")  # multi-label: every class's probability
     coverage: float = 0.0
     error: str | None = None
 
@@ -107,7 +107,7 @@ def classify_whole_images(
             )
             for (result, *_), label, score in zip(group, labels, scores, strict=True):
                 result.class_index = int(label)
-                result.confidence = float(score)
+                result.confidence = score if np.ndim(score) else float(score)
         if progress is not None:
             progress(len(pending))
         pending.clear()

@@ -8,21 +8,26 @@ from ..device import CPU, Device
 from ..errors import UnsupportedModelError
 from ..package import ModelPackage
 from .base import Backend, ChipBackend, to_probabilities
-from .dialects import is_keras_h5, refuse_dialect
+from .dialects import feature_classifier_dialect, is_keras_h5, refuse_dialect
 from .onnx import OnnxBackend
 
 __all__ = ["SUPPORTED_FRAMEWORKS", "Backend", "ChipBackend", "OnnxBackend", "create_backend", "to_probabilities"]
 
 #: What this version runs, as written in the EMD's ``Framework`` key (any case), plus Python inference functions.
-SUPPORTED_FRAMEWORKS = ("ONNX", "PyTorch (TorchScript)", "Keras (.h5)")
+SUPPORTED_FRAMEWORKS = ("ONNX", "PyTorch (TorchScript)", "arcgis.learn FeatureClassifier", "Keras (.h5)")
 
 
 def create_backend(
     package: ModelPackage, threads: int | None = None, trust_code: bool = False, device: Device = CPU
 ) -> Backend | ChipBackend:
-    """Load the model with the runtime its EMD names: ONNX Runtime (also for Keras .h5 files, converted),
-    TorchScript, or a Python inference function."""
+    """Load the model with the runtime its EMD names, on ``device``: ONNX Runtime (also for arcgis.learn
+    FeatureClassifier weights and Keras .h5 files, converted), TorchScript, or a Python inference function."""
     definition = package.definition
+    dialect = feature_classifier_dialect(package)
+    if dialect is not None:  # Esri's own wrapper, if named, is recognised and not run: no trust needed
+        from .arcgis_learn import ArcGISLearnBackend
+
+        return ArcGISLearnBackend(package, dialect, threads=threads, device=device)
     if definition.inference_function:
         from .prf import PythonFunctionBackend
 

@@ -73,15 +73,18 @@ def tensor_argument_specs(fixed_batch: int | None, default_batch_size: int, defa
     ]
 
 
-def to_probabilities(scores: np.ndarray, model_output: str | None) -> np.ndarray:
+def to_probabilities(scores: np.ndarray, model_output: str | None, multi_label: bool = False) -> np.ndarray:
     """Probabilities per row: softmax of logits, or the scores as they are when they already are probabilities.
 
     With no ``ModelOutput`` key we look at the numbers: rows that are non-negative and sum to 1 are
-    probabilities; anything else is taken as logits.
+    probabilities; anything else is taken as logits. A multi-label model's classes are independent: its logits
+    go through a sigmoid, and only ``ModelOutput: probabilities`` says they need none (its rows need not sum to 1).
     """
     scores = np.asarray(scores, dtype=np.float64)
     if model_output == "probabilities":
         return scores
+    if multi_label:
+        return np.exp(-np.logaddexp(0.0, -scores))  # the sigmoid, without overflow for large logits
     if model_output is None and scores.size and np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4):
         return scores
     shifted = scores - scores.max(axis=1, keepdims=True)

@@ -1,12 +1,15 @@
-"""Esri model dialects this version recognises but cannot run, each answered with how to convert it.
+"""Esri model dialects: the arcgis.learn FeatureClassifier packages this version runs without their Python, and
+those it recognises but cannot run, each answered with how to convert it.
 
 A generic "unsupported" leaves a user stuck; naming the dialect and the conversion gets them moving.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ..emd import ModelDefinition
 from ..errors import UnsupportedModelError
 from ..package import ModelPackage
 
@@ -27,30 +30,47 @@ TF2ONNX_RECIPE = (
 def is_keras_h5(package: ModelPackage) -> bool:
     """Esri's KerasClassifier dialect (or any Keras 2 model) in an HDF5 file, which :mod:`.keras` converts itself."""
     framework = (package.definition.framework or "").strip().lower()
-    suffix = Path(str(package.definition.model_file or "").replace("\\", "/")).suffix.lower()
-    return suffix == ".h5" and framework in ("keras", "tensorflow", "")
+    return _suffix(package.definition) == ".h5" and framework in ("keras", "tensorflow", "")
+
+
+#: Esri's standard object classification wrappers: they only hand the chips to arcgis.learn's FeatureClassifier
+#: (and import arcpy), so geoclassify does their work itself and never runs them.
+STANDARD_WRAPPERS = ("arcgisobjectclassifier.py", "objectclassifier.py")
+
+
+def feature_classifier_dialect(package: ModelPackage) -> str | None:
+    """``"current"`` or ``"legacy"`` for an arcgis.learn FeatureClassifier package whose InferenceFunction, if any, is
+    Esri's standard wrapper; ``None`` for anything else (a package with its own function keeps needing trust)."""
+    definition = package.definition
+    framework = (definition.framework or "").strip()
+    configuration = (definition.model_configuration or "").strip()
+    function = (definition.inference_function or "").strip()
+    if function and re.split(r"[\\/]", function)[-1].lower() not in STANDARD_WRAPPERS:
+        return None
+    if framework.startswith("arcgis.learn") and configuration in ("_FeatureClassifier", "FeatureClassifier"):
+        return "current"
+    if framework.lower() == "pytorch" and configuration == "FeatureClassifier" and _suffix(definition) == ".pth":
+        return "legacy"
+    return None
+
+
+def _suffix(definition: ModelDefinition) -> str:
+    return Path(str(definition.model_file or "").replace("\\", "/")).suffix.lower()
 
 
 def refuse_dialect(package: ModelPackage) -> None:
-    """Raise for arcgis.learn FeatureClassifier packages and Keras/TensorFlow models other than a Keras .h5."""
+    """Raise for arcgis.learn models other than FeatureClassifier and for Keras/TensorFlow models other than a
+    Keras .h5; return otherwise."""
     definition = package.definition
     framework = (definition.framework or "").strip()
     configuration = (definition.model_configuration or "").strip()
     model_file = str(definition.model_file or "")
-    suffix = Path(model_file.replace("\\", "/")).suffix.lower()
-    if (
-        framework.startswith("arcgis.learn")
-        or configuration == "_FeatureClassifier"
-        or (framework.lower() == "pytorch" and configuration == "FeatureClassifier" and suffix == ".pth")
-    ):
-        backbone = (definition.raw.get("ModelParameters") or {}).get("backbone", "its backbone")
+    suffix = _suffix(definition)
+    if framework.startswith("arcgis.learn"):
         raise UnsupportedModelError(
-            f"{package.source}: an arcgis.learn FeatureClassifier package (Framework {framework!r}, "
-            f"ModelConfiguration {configuration!r}, weights {model_file!r}). Its .pth holds fastai weights that only "
-            f"arcgis.learn can rebuild into a network ({backbone}), so this version cannot run it. Convert it once "
-            "where arcgis.learn is installed: `m = arcgis.learn.FeatureClassifier.from_model(r'<the .emd>'); "
-            "torch.onnx.export(m.learn.model.eval(), torch.zeros(1, bands, height, width), 'model.onnx', "
-            "input_names=['input'], output_names=['logits'], dynamic_axes={'input': {0: 'batch'}})`. " + ONNX_HINT
+            f"{package.source}: an arcgis.learn model of type {configuration!r} (Framework {framework!r}); this "
+            "version runs arcgis.learn FeatureClassifier packages only. Export the model to ONNX where arcgis.learn "
+            "is installed (`torch.onnx.export(model.learn.model.eval(), ...)`). " + ONNX_HINT
         )
     if framework.lower() in ("keras", "tensorflow") or suffix in (".h5", ".keras", ".pb"):
         raise UnsupportedModelError(
