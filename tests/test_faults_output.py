@@ -302,3 +302,13 @@ def test_a_shapefile_input_without_its_dbf_says_its_attributes_are_missing(scene
     assert classify(scene, features=tmp_path / "bare.shp", out=tmp_path / "out.gpkg") == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(lines) == 1 and "bare.shp' has no bare.dbf beside it" in lines[0], lines
+
+
+def test_text_not_in_the_declared_encoding_is_one_line_not_a_traceback(scene, tmp_path, capsys):
+    _, _, project = scene
+    houses = gpd.read_file(project, layer="houses").iloc[:2].assign(name=["café", "ok"])
+    pyogrio.write_dataframe(houses, tmp_path / "latin.shp", encoding="ISO-8859-1")
+    (tmp_path / "latin.cpg").write_text("UTF-8")  # declares UTF-8, holds Latin-1
+    assert classify(scene, features=tmp_path / "latin.shp", out=tmp_path / "out.gpkg") == 1
+    err = capsys.readouterr().err
+    assert "latin.shp' holds text that is not utf-8" in err and "Traceback" not in err, err

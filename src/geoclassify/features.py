@@ -76,6 +76,11 @@ def read_features(
             frame = pyogrio.read_dataframe(text, layer=chosen, columns=columns)
     except (DataSourceError, DataLayerError, OSError) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise FeatureSourceError(
+            f"feature layer {text!r} holds text that is not {exc.encoding} ({exc.reason}), the encoding it declares "
+            "(a shapefile's .cpg); correct the declared encoding, or save the layer again as UTF-8"
+        ) from None
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry is None:
         raise FeatureSourceError(f"feature layer {text!r} has no geometry column; give a layer of features")
     return frame
