@@ -158,16 +158,20 @@ def fastai_head(nf: int, classes: int) -> nn.Sequential:
     )
 
 
-def cnn_learner_model(backbone: str, bands: int, classes: int, seed: int = 0, size: int = 64) -> nn.Sequential:
+def cnn_learner_model(
+    backbone: str, bands: int, classes: int, seed: int = 0, size: int = 64, calibration: torch.Tensor | None = None
+) -> nn.Sequential:
     """A network laid out as cnn_learner builds it, with random weights and batch-norm statistics that a forward
-    pass over random chips calibrated (so deep nets neither explode nor collapse), then random affine terms."""
+    pass over ``calibration`` chips (default: 4 of ``size`` pixels, standard normal) set, so deep nets neither
+    explode nor collapse, then random affine terms."""
     torch.manual_seed(seed)
     body, nf = mobilenet_v2_body(bands) if backbone == "mobilenet_v2" else resnet_body(backbone, bands)
     model = nn.Sequential(body, fastai_head(nf, classes))
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
     for norm in norms:
         norm.momentum = None  # cumulative averages over the calibration pass
-    calibration = torch.randn(4, bands, size, size)
+    if calibration is None:
+        calibration = torch.randn(4, bands, size, size)
     model.train()
     with torch.no_grad():
         model(calibration)

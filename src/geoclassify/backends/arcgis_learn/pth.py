@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -77,7 +78,7 @@ class _Tensor:
 class _Reader:
     """State shared by the unpickler's callbacks for one file: its name, storages, and how to fetch their bytes."""
 
-    def __init__(self, name: str, byteorder: str = "<", fetch: Callable[[str], bytes] | None = None) -> None:
+    def __init__(self, name: str, byteorder: str = "<", fetch: Callable[[str, int], bytes] | None = None) -> None:
         self.name = name
         self.byteorder = byteorder
         self.fetch = fetch
@@ -103,10 +104,10 @@ class _Reader:
             return self.unpickler(stream).load()
         except ModelPackageError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise self.fail(f"not a PyTorch pickle ({type(exc).__name__}: {exc})") from None
         except RecursionError:
             raise self.fail("the pickle nests too deeply") from None
+        except Exception as exc:  # whatever a malformed pickle makes the unpickler raise; none of it ran code
+            raise self.fail(f"not a PyTorch pickle ({type(exc).__name__}: {exc})") from None
 
     def find_class(self, module: str, name: str) -> Any:
         """The only globals a state dict needs, each mapped to numpy; anything else is refused unimported."""
@@ -170,7 +171,7 @@ class _Reader:
         if storage.data is None:
             if self.fetch is None:
                 raise self.fail(f"storage {storage.key} has no data")
-            storage.data = self.decode(storage, self.fetch(storage.key))
+            storage.data = self.decode(storage, self.fetch(storage.key, storage.numel * storage.kind.dtype.itemsize))
         data = storage.data
         itemsize = data.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
@@ -248,10 +249,12 @@ def _read_zip(path: Path, name: str) -> Any:
         big = prefix + "byteorder" in names and archive.read(prefix + "byteorder").strip() == b"big"
         byteorder = ">" if big else "<"
 
-        def fetch(key: str) -> bytes:
+        def fetch(key: str, size: int) -> bytes:
             member = f"{prefix}data/{key}"
             if member not in names:
                 raise ModelPackageError(f"{name}: storage {key} is missing from the archive ({member})")
+            if archive.getinfo(member).file_size != size:  # checked before reading: a claim is not an allocation
+                raise ModelPackageError(f"{name}: storage {key} holds other than the {size} bytes its tensors need")
             return archive.read(member)
 
         reader = _Reader(name, byteorder, fetch)
@@ -262,6 +265,7 @@ def _read_zip(path: Path, name: str) -> Any:
 
 def _read_legacy(name: str, handle: IO[bytes]) -> Any:
     reader = _Reader(name)
+    length = os.fstat(handle.fileno()).st_size
     magic = reader.load(handle) if handle.peek(1)[:1] == b"\x80" else None  # type: ignore[attr-defined]
     if magic != LEGACY_MAGIC:
         raise ModelPackageError(
@@ -288,7 +292,10 @@ def _read_legacy(name: str, handle: IO[bytes]) -> Any:
         (numel,) = struct.unpack("<q", header)
         if numel != storage.numel:
             raise reader.fail(f"storage {key} holds {numel} elements, not the {storage.numel} its tensors need")
-        storage.data = reader.decode(storage, handle.read(numel * storage.kind.dtype.itemsize))
+        size = numel * storage.kind.dtype.itemsize
+        if size > length - handle.tell():
+            raise reader.fail(f"the file ends inside storage {key} (is it truncated?)")
+        storage.data = reader.decode(storage, handle.read(size))
     return reader.resolve(value)
 
 
