@@ -468,6 +468,13 @@ def _arcgis_learn_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The server's commands import FastAPI only when `serve` runs, so `geoclassify --help` does not need the serve extra.
+from .server.commands import serve, users  # noqa: E402
+
+cli.add_command(serve)
+cli.add_command(users)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command and turn every expected failure into one line and an exit code."""
     warnings.showwarning = _show_warning
