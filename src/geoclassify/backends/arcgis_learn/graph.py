@@ -132,20 +132,21 @@ class _Graph:
         )
         self.channels[y] = out_channels
         if activation == "Relu":
-            y = self._keep(y, self.node("Relu", [y]))
+            y = self.keep(y, self.node("Relu", [y]))
         elif activation == "Relu6":
             if not self._six:
                 self._six = [self.constant("relu6_min", np.array(0.0)), self.constant("relu6_max", np.array(6.0))]
-            y = self._keep(y, self.node("Clip", [y, *self._six]))
+            y = self.keep(y, self.node("Clip", [y, *self._six]))
         return y
 
-    def _keep(self, before: str, after: str) -> str:
+    def keep(self, before: str, after: str) -> str:
+        """``after`` (an activation, a pooling, a sum) has ``before``'s channels."""
         self.channels[after] = self.channels[before]
         return after
 
     def add(self, a: str, b: str, relu: bool) -> str:
-        y = self._keep(a, self.node("Add", [a, b]))
-        return self._keep(y, self.node("Relu", [y])) if relu else y
+        y = self.keep(a, self.node("Add", [a, b]))
+        return self.keep(y, self.node("Relu", [y])) if relu else y
 
 
 def build_graph(
@@ -172,13 +173,16 @@ def build_graph(
     )
     helper.set_model_props(model, {"backbone": network.backbone, "source": "arcgis.learn FeatureClassifier"})
     model.ir_version = 8
-    onnx.checker.check_model(model)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ModelMismatchError(f"{source}: the weights do not make a valid {network.backbone} ({exc})") from None
     return model
 
 
 def _resnet(graph: _Graph, x: str, bottleneck: bool, blocks: tuple[int, ...]) -> str:
     x = graph.conv_bn(x, "0.0", "0.1", stride=2)
-    x = graph._keep(x, graph.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    x = graph.keep(x, graph.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
     for stage, count in enumerate(blocks):
         for block in range(count):
             key = f"0.{stage + 4}.{block}"
