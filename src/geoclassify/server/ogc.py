@@ -4,12 +4,12 @@ outputs by reference), dismiss, and this API's OpenAPI document."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +38,12 @@ STATES = {
     "failed": [FAILED],
     "dismissed": [DISMISSED],
 }
+_INSTANT = (
+    r"(?:[12]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+    r"(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d))"
+)
+#: OGC's ``datetime`` filter: an RFC 3339 instant, or an interval of two with ``..`` (or nothing) for an open end.
+INTERVAL = rf"^(?:{_INSTANT}|(?:{_INSTANT}|\.\.)?/(?:{_INSTANT}|\.\.)?)$"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": OgcException, "description": text}
     for code, text in ((400, "Invalid request"), (401, "No valid token"), (404, "Not found"))
@@ -94,11 +100,31 @@ def conformance() -> dict[str, Any]:
 
 @router.get("/api", summary="This API's OpenAPI document")
 def openapi_document(request: Request) -> JSONResponse:
-    routes = [r for r in request.app.routes if getattr(r, "path", "").startswith(PREFIX)]
-    document = get_openapi(
-        title="geoclassify OGC API - Processes", version=__version__, openapi_version="3.0.3", routes=routes
-    )
-    return JSONResponse(document, media_type="application/vnd.oai.openapi+json;version=3.0")
+    """The OGC paths of the application's OpenAPI document, in OpenAPI 3.0 (OGC's ``oas30``)."""
+    document = copy.deepcopy(request.app.openapi())
+    document["openapi"] = "3.0.3"
+    document["info"] = {"title": "geoclassify OGC API - Processes", "version": __version__}
+    document["paths"] = {path: spec for path, spec in document["paths"].items() if path.startswith(PREFIX)}
+    return JSONResponse(as_openapi30(document), media_type="application/vnd.oai.openapi+json;version=3.0")
+
+
+def as_openapi30(node: Any) -> Any:
+    """OpenAPI 3.1's ``anyOf: [X, {"type": "null"}]`` (what pydantic writes for optional values) as 3.0's
+    ``X`` with ``nullable: true``; ``examples`` lists, which 3.0 schemas lack, are dropped."""
+    if isinstance(node, list):
+        return [as_openapi30(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: as_openapi30(v) for k, v in node.items() if not (k == "examples" and isinstance(v, list))}
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        node.pop("anyOf")
+        node.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        node["nullable"] = True
+    if isinstance(node.get("type"), list):  # ["string", "number", ...] in our own schemas
+        node["anyOf"] = [{"type": t} for t in node.pop("type")]
+    return node
 
 
 def _summary(request: Request, task: str) -> dict[str, Any]:
@@ -271,8 +297,8 @@ def jobs(
     user: UserDep,
     type: Annotated[list[str] | None, Query()] = None,
     processID: Annotated[list[str] | None, Query()] = None,
-    status: Annotated[list[str] | None, Query()] = None,
-    datetime: Annotated[str | None, Query()] = None,
+    status: Annotated[list[Literal["accepted", "running", "successful", "failed", "dismissed"]] | None, Query()] = None,
+    datetime: Annotated[str | None, Query(pattern=INTERVAL)] = None,
     minDuration: Annotated[int | None, Query(ge=0)] = None,
     maxDuration: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 10,

@@ -16,7 +16,7 @@ from typing import Any
 from geoclassify import GeoclassifyError, RunRequest
 
 from .config import ServerConfig
-from .errors import Conflict, InputError
+from .errors import Conflict, InputError, ServerError
 from .inputs import Resolver, parse_reference
 from .items import check_name, file_stem
 
@@ -164,6 +164,37 @@ DESCRIPTIONS = {
 }
 
 
+#: The run's settings in this API's words, for the run core's messages (``«cell_size»`` is ``context.cellSize``).
+REST_WORDS = {
+    "input_raster": "inputRaster",
+    "input_features": "inputFeatures",
+    "features_layer": "inputFeatures layer",
+    "output": "outputFeatureClass",
+    "output_layer": "outputFeatureClass",
+    "model": "model",
+    "model_arguments": "modelArguments",
+    "class_label_field": "classLabelField",
+    "processing_mode": "processAllRasterItems",
+    "extent": "context.extent",
+    "extent_crs": "context.extent.spatialReference",
+    "cell_size": "context.cellSize",
+    "output_crs": "context.outSR",
+    "resampling": "context.resamplingMethod",
+    "processor_type": "context.processorType",
+    "gpu_id": "context.gpuId",
+    "parallel_factor": "context.parallelProcessingFactor",
+    "retries": "context.retryOnFailures",
+    "recycle_interval": "context.recycleInterval",
+    "trust_code": "a server started with --trust-code",
+}
+
+
+def user_message(exc: GeoclassifyError) -> str:
+    """The error's message with settings named as this API names them (where the run core marks them)."""
+    render = getattr(exc, "render", None)
+    return render(REST_WORDS) if callable(render) else str(exc)
+
+
 def inputs_of(task: str) -> tuple[Parameter, ...]:
     return tuple(p for p in PARAMETERS[task] if not p.output)
 
@@ -214,8 +245,10 @@ def plan_job(
             trust_code=config.trust_code,
             **context,
         )
+    except ServerError:
+        raise
     except GeoclassifyError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(user_message(exc)) from None
     max_attempts = 1 + max(request.retries, config.worker_retries)
     return JobPlan(task, request.to_json(), name, dict(params), resolver.used, max_attempts)
 

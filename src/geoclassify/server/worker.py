@@ -35,7 +35,7 @@ from .db import Database
 from .items import ItemStore
 from .jobs import DISMISSED, FAILED, Job, JobStore
 from .modelinfo import model_info
-from .tool import MODEL_INFO, staging_folder
+from .tool import MODEL_INFO, staging_folder, user_message
 
 POLL_SECONDS = 0.2
 CANCEL_POLL_SECONDS = 0.5
@@ -128,7 +128,7 @@ class Worker:
                 raise
             except GeoclassifyError as exc:
                 heartbeat.finish()
-                self.jobs.finish(job.id, self.id, FAILED, "error", str(exc))
+                self.jobs.finish(job.id, self.id, FAILED, "error", user_message(exc))
                 shutil.rmtree(folder, ignore_errors=True)
             except Exception as exc:
                 heartbeat.finish()
