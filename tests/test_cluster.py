@@ -228,7 +228,7 @@ def fails_once_package(folder, marker):
 def test_a_batch_that_fails_once_on_a_worker_is_run_again(marked, client, tmp_path):
     raster, houses = marked
     once = fails_once_package(tmp_path, tmp_path / "failed-a")
-    with pytest.raises(InferenceError, match=r"a batch failed 1 time \(--retries 0\)") as failed:
+    with pytest.raises(InferenceError, match=r"a batch failed 1 time \(retries 0\)") as failed:
         classify_objects(raster, once, houses, trust_code=True, scheduler=client)
     assert "simulated failure on a marked chip" in str(failed.value) and f"feature {MARKED}" in str(failed.value)
     again = fails_once_package(tmp_path, tmp_path / "failed-b")
@@ -246,7 +246,7 @@ def test_a_batch_that_always_fails_gives_the_local_error(marked, client, tmp_pat
     with pytest.raises(InferenceError) as remote:  # by address this time: geoclassify connects its own client
         classify_objects(raster, package, houses, scheduler=client.scheduler.address, **settings)
     assert str(remote.value) == str(local.value)
-    assert "a batch failed 3 times (--retries 2)" in str(remote.value) and f"feature {MARKED}" in str(remote.value)
+    assert "a batch failed 3 times (retries 2)" in str(remote.value) and f"feature {MARKED}" in str(remote.value)
 
 
 def test_a_worker_that_cannot_open_the_image_names_itself(town, client):

@@ -154,7 +154,7 @@ def test_a_failure_while_writing_keeps_the_results_for_resume(town, tmp_path, mo
     with pytest.raises(OutputError, match="No space left") as failure:
         classify_objects(raster, package, houses, out)
     assert re.search(r"The (19\d\d) features classified before the failure are saved", str(failure.value))
-    assert "--resume" in str(failure.value) and journal_folder(out).exists() and not out.exists()
+    assert "resume=True" in str(failure.value) and journal_folder(out).exists() and not out.exists()
     monkeypatch.undo()
     summary = classify_objects(raster, package, houses, out, resume=True)
     assert summary.read == 2000 and len(read(out)) == 2000 and not journal_folder(out).exists()
@@ -210,7 +210,7 @@ def test_parallel_factor_forms():
     assert parse_parallel_factor("50%", cores=8) == 4 and parse_parallel_factor("100%", cores=2) == 2
     assert parse_parallel_factor("1%", cores=2) == 1
     for bad in ("-1", "150%", "many"):
-        with pytest.raises(SettingError, match="--parallel-factor"):
+        with pytest.raises(SettingError, match="parallel_factor"):
             parse_parallel_factor(bad, cores=2)
 
 

@@ -186,7 +186,7 @@ def test_a_full_disk_while_results_are_saved(scene, inputs, monkeypatch):
         classify_objects(str(raster), str(package), str(houses), str(out))
     message = str(failure.value)
     folder = journal_folder(out)
-    assert "disk is full" in message and str(folder) in message and "--resume" in message, message
+    assert "disk is full" in message and str(folder) in message and "resume=True" in message, message
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("part-")) == [
         f"part-{i:06d}.npz" for i in range(3)
     ]
@@ -264,7 +264,7 @@ def test_a_failure_note_keeps_the_error_class_and_its_attributes(scene, inputs, 
         classify_objects(str(raster), str(package), str(houses), str(out))
     assert failure.value.path == "out.gpkg"
     assert str(failure.value).startswith("out.gpkg is locked by another program. The 400 features classified")
-    assert "--resume" in str(failure.value)
+    assert "resume=True" in str(failure.value)
 
 
 def test_journal_files_are_durable_before_they_are_named(scene, inputs, monkeypatch):

@@ -184,7 +184,7 @@ def test_untrusted_code_is_refused_before_any_of_it_runs(scene, tmp_path, monkey
     result = run_classify(raster, package, roofs, out)
     assert result.returncode == 1
     assert "InferenceFunction Raising.py is Python code from the package" in result.stderr
-    assert str(package) in result.stderr and "pass --trust-code (API: trust_code=True)" in result.stderr
+    assert str(package) in result.stderr and "pass --trust-code." in result.stderr
     assert not out.exists() and not leftovers(tmp_path, "out")
     shown = run_cli("inspect", package)
     assert shown.returncode == 1 and "--trust-code" in shown.stderr
@@ -269,7 +269,7 @@ def chips(n: int, bands: int = 1, size: int = 4) -> tuple[np.ndarray, np.ndarray
 
 def test_untrusted_refusal_names_the_file_and_imports_nothing(tmp_path):
     package = open_package(source_package(tmp_path / "p.dlpk", {"Sneaky.py": "import sys\nsys.exit(9)\n"}))
-    with pytest.raises(UntrustedCodeError, match=r"InferenceFunction Sneaky\.py .* pass --trust-code"):
+    with pytest.raises(UntrustedCodeError, match=r"InferenceFunction Sneaky\.py .* pass trust_code=True"):
         PythonFunctionBackend(package)
     assert not any(name.startswith("geoclassify_prf_") and "Sneaky" in name for name in sys.modules)
 
@@ -462,17 +462,21 @@ def test_two_packages_each_import_their_own_helper_of_the_same_name(tmp_path):
     assert list(second.classify_chips(*chips(1), 1)[0]) == [1]
 
 
-def test_the_functions_folder_is_on_sys_path_while_the_backend_lives(tmp_path):
-    body = "return [None] * n, [1.0] * n, ['Intact'] * n"
-    backend = backend_for(tmp_path / "life.dlpk", {"Life.py": wrapper("Life", body)})
-    folder, module = str(backend.folder), backend._module_name
-    assert sys.path[0] == folder and module in sys.modules
+def test_the_functions_modules_live_in_a_namespace_of_their_own_while_the_backend_lives(tmp_path):
+    body = "return [None] * n, [1.0] * n, [LABEL] * n"
+    source = "from _life import LABEL\n" + textwrap.dedent(wrapper("Life", body))
+    path_before = list(sys.path)
+    backend = backend_for(tmp_path / "life.dlpk", {"Life.py": source, "_life.py": "LABEL = 'Intact'\n"})
+    namespace = backend._scope.namespace
+    assert sys.path == path_before  # the function's folder is never put on sys.path
+    assert type(backend.instance).__module__ == f"{namespace}.Life" and f"{namespace}._life" in sys.modules
+    assert "_life" not in sys.modules  # the helper is the package's alone
     del backend
     gc.collect()
     # Cleaning up inside the garbage collector could disturb an import in progress, so the next load does it.
-    later = backend_for(tmp_path / "later.dlpk", {"Later.py": wrapper("Later", body)})
-    assert folder not in sys.path and module not in sys.modules
-    assert sys.path[0] == str(later.folder)
+    backend_for(tmp_path / "later.dlpk", {"Later.py": wrapper("Later", body)})
+    assert not [name for name in sys.modules if name == namespace or name.startswith(namespace + ".")]
+    assert sys.path == path_before
 
 
 def test_an_inline_emd_is_handed_over_as_a_temporary_file(tmp_path, monkeypatch):

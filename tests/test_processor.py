@@ -173,7 +173,7 @@ def test_torchscript_on_a_gpu(tmp_path, monkeypatch):
     # As on a machine with two GPUs: the module is loaded onto the one asked for, and a third does not exist.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(DeviceError, match=r"--gpu-id 2: PyTorch sees 2 GPUs \(numbered from 0 to 1\)"):
+    with pytest.raises(DeviceError, match=r"gpu_id 2: PyTorch sees 2 GPUs \(numbered from 0 to 1\)"):
         load_model(package, device=Device("GPU", 2))
     asked = []
 

@@ -102,7 +102,7 @@ def classify_objects(
     cell_size = check_cell_size(cell_size)
     method = parse_resampling(resampling)
     device = choose_device(processor_type, gpu_id, model.device if isinstance(model, Model) else None)
-    target_crs = parse_crs(out_crs, "--out-crs") if out_crs is not None else None
+    target_crs = parse_crs(out_crs, "«output_crs»") if out_crs is not None else None
     area = extent if isinstance(extent, Extent) or extent is None else Extent.parse(extent, extent_crs)
     execution = check_execution(parse_parallel_factor(parallel_factor), retries, recycle_interval, scheduler)
     if out is not None:
@@ -138,7 +138,7 @@ def classify_objects(
         }
         journal = Journal(out, fingerprint, resume, overwrite)
     elif resume:
-        raise SettingError("--resume works for runs with a feature layer and an --out file")
+        raise SettingError("«resume» works for runs with a feature layer and an «output» file")
     with contextlib.ExitStack() as scope, _keeping_results(journal, mode, total):
         if execution.scheduler is not None and source is not None:
             from .cluster import hold_cluster
@@ -147,7 +147,7 @@ def classify_objects(
         if source is None:
             if execution.distributed:
                 warnings.warn(
-                    "--parallel-factor and --scheduler apply to feature layers; the images are classified in this "
+                    "«parallel_factor» and «scheduler» apply to feature layers; the images are classified in this "
                     "process, one after another",
                     GeoclassifyWarning,
                     stacklevel=3,
@@ -194,18 +194,18 @@ def _keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator
         if not saved:
             raise
         done = f"{saved} of {total} features" if mode == "mosaic" else f"{saved} results (feature and image)"
-        raise RunInterrupted(f"interrupted; {done} are saved: run the same command with --resume to continue") from None
+        raise RunInterrupted(f"interrupted; {done} are saved: run the same command with «resume» to continue") from None
     except GeoclassifyError as exc:
         saved = journal.settle() if journal is not None else 0
         if not saved:
             raise
         # The same exception goes on, its class and attributes intact; only its message gains the way forward, on
         # the same line unless the message has several (a model's traceback).
-        message = str(exc)
+        message = exc.message
         message += "\n" if "\n" in message else (" " if message.endswith(".") else ". ")
         exc.args = (
             f"{message}The {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure "
-            "are saved; fix the cause and run the same command with --resume to go on from there.",
+            "are saved; fix the cause and run the same command with «resume» to go on from there.",
             *exc.args[1:],
         )
         raise
@@ -252,7 +252,7 @@ def _classify_features(
     if target_crs is not None and source.crs is None:
         raise CRSMismatchError(
             f"{describe(features)} has no coordinate system, so it cannot be written in "
-            f"{target_crs.to_string()} (--out-crs)"
+            f"{target_crs.to_string()} («output_crs»)"
         )
     if mode == "mosaic":
         predictions = classify_mosaic(
@@ -308,7 +308,7 @@ def _warn_extent_misses(
 ) -> None:
     """An extent that leaves nothing to classify is almost always a mistake (a swapped axis, another CRS), yet
     the run succeeds with an empty output: say so, and what was missed."""
-    where = f"--extent {area.xmin:.10g} {area.ymin:.10g} {area.xmax:.10g} {area.ymax:.10g}"
+    where = f"«extent» {area.xmin:.10g} {area.ymin:.10g} {area.xmax:.10g} {area.ymax:.10g}"
     crs = f"in {area.crs.to_string()}" if area.crs is not None else "in the first image's CRS"
     if summary.skipped and not summary.read:
         objects = f"feature of {describe(features)}" if features is not None else "image"

@@ -63,7 +63,7 @@ def split_assignments(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ModelArgumentError(f"--argument {item!r}: expected NAME=VALUE, e.g. batch_size=32")
+            raise ModelArgumentError(f"«model_arguments» {item!r}: expected NAME=VALUE, e.g. batch_size=32")
         result[name.strip()] = value.strip()
     return result
 

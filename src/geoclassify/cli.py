@@ -20,9 +20,9 @@ import click
 from . import __version__
 from .api import DEFAULT_LABEL_FIELD, inspect_model
 from .arguments import split_assignments
-from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted
+from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted, render
 from .packaging import MeanStd, build_package, class_list, read_class_names
-from .request import RunRequest
+from .request import KEYWORD_SETTINGS, RunRequest
 from .run import RunContext, run
 from .sample import copy_sample
 
@@ -32,7 +32,17 @@ EXIT_INTERRUPTED = 130
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    click.echo(f"geoclassify: warning: {message}", err=True)
+    text = message.render(cli_words()) if isinstance(message, GeoclassifyWarning) else message
+    click.echo(f"geoclassify: warning: {text}", err=True)
+
+
+def cli_words() -> dict[str, str]:
+    """Each run setting by the ``classify`` option that sets it, for messages: ``«cell_size»`` is ``--cell-size``."""
+    return {
+        KEYWORD_SETTINGS.get(str(option.name), str(option.name)): option.opts[0]
+        for option in classify.params
+        if isinstance(option, click.Option)
+    }
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -485,13 +495,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="geoclassify", standalone_mode=False)
     except GeoclassifyError as exc:
-        click.echo(f"geoclassify: error: {exc}", err=True)
+        click.echo(f"geoclassify: error: {exc.render(cli_words())}", err=True)
         return EXIT_ERROR
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns Ctrl-C into Abort; the run's own message, if any, rides along as its cause.
         cause = exc if isinstance(exc, RunInterrupted) else exc.__cause__ or exc.__context__
         if isinstance(cause, RunInterrupted):
-            click.echo(f"geoclassify: {cause}; no output was written yet", err=True)
+            click.echo(f"geoclassify: {render(str(cause), cli_words())}; no output was written yet", err=True)
         else:
             click.echo("geoclassify: interrupted; no output was written", err=True)
         return EXIT_INTERRUPTED

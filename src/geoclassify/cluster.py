@@ -74,7 +74,7 @@ def check_scheduler(scheduler: Any) -> None:
     if not isinstance(scheduler, str):
         if isinstance(scheduler, distributed.Client):
             return
-        raise SettingError(f"--scheduler: {FORMS}; got a {type(scheduler).__name__}")
+        raise SettingError(f"«scheduler»: {FORMS}; got a {type(scheduler).__name__}")
     text = scheduler.strip()
     if text == "local" or text.startswith("local:"):
         _local_workers(text)
@@ -86,7 +86,7 @@ def check_scheduler(scheduler: Any) -> None:
         scheme, location = parse_address(text, strict=False)
         get_backend(scheme).get_address_host_port(location)
     except ValueError as exc:
-        raise SettingError(f"--scheduler {scheduler!r}: {FORMS} ({exc})") from None
+        raise SettingError(f"«scheduler» {scheduler!r}: {FORMS} ({exc})") from None
 
 
 def _local_workers(text: str) -> int:
@@ -94,7 +94,7 @@ def _local_workers(text: str) -> int:
     if not count:
         return os.cpu_count() or 1
     if not count.isdigit() or int(count) < 1:
-        raise SettingError(f"--scheduler {text!r}: local:N takes a number of worker processes, 1 or more (local:4)")
+        raise SettingError(f"«scheduler» {text!r}: local:N takes a number of worker processes, 1 or more (local:4)")
     return int(count)
 
 
@@ -103,7 +103,7 @@ def _require_dask() -> Any:
         import distributed
     except ImportError:
         raise MissingExtraError(
-            f"--scheduler needs Dask's distributed scheduler, which is not installed: {INSTALL_HINT}"
+            f"«scheduler» needs Dask's distributed scheduler, which is not installed: {INSTALL_HINT}"
         ) from None
     return distributed
 
@@ -150,7 +150,7 @@ def connect(scheduler: Any) -> Iterator[tuple[Client, str]]:
     except OSError as exc:
         raise ClusterError(
             f"cannot reach the Dask scheduler at {text} ({exc}); start it there (`dask scheduler`) or fix "
-            "--scheduler (GEOCLASSIFY_SCHEDULER_TIMEOUT sets how long to wait)"
+            "«scheduler» (GEOCLASSIFY_SCHEDULER_TIMEOUT sets how long to wait)"
         ) from None
     with client:
         yield client, f"the Dask scheduler at {text}"
@@ -327,7 +327,7 @@ def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
 
 def _relabel(exc: GeoclassifyError, local: str, origin: str) -> GeoclassifyError:
     """The same error naming the user's package rather than the worker's copy of it."""
-    text = str(exc)
+    text = exc.message
     return type(exc)(text.replace(local, origin)) if local and local in text else exc
 
 
@@ -481,7 +481,7 @@ def _dispatch(
             try:
                 result = future.result()
             except InferenceError as exc:
-                again(index, part, str(exc))
+                again(index, part, exc.message)
             except distributed.KilledWorker:
                 again(
                     index, part, f"Dask gave up on it: the workers running it died repeatedly (see the logs of {where})"

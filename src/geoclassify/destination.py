@@ -69,7 +69,7 @@ def check_output(
     elif driver == "ESRI Shapefile":
         _check_shapefile(out, overwrite)
     elif out.exists() and not overwrite:
-        raise OutputExistsError(f"output {os.fspath(out)!r} exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"output {os.fspath(out)!r} exists; pass «overwrite» to replace it")
     return out
 
 
@@ -80,15 +80,15 @@ def _check_geopackage(out: Path, layer: str, overwrite: bool) -> None:
     if not is_geopackage(out):
         if not overwrite:
             raise OutputExistsError(
-                f"output {os.fspath(out)!r} exists; pass --overwrite to replace it (it is no GeoPackage that a "
+                f"output {os.fspath(out)!r} exists; pass «overwrite» to replace it (it is no GeoPackage that a "
                 "layer could be added to)"
             )
         return
     found = geopackage.find_layer(out, layer)
     if found is not None and not overwrite:
         raise OutputExistsError(
-            f"output {os.fspath(out)!r} exists with a layer {found!r}; pass --overwrite to replace that layer (the "
-            "file's other layers are kept), or give another --out-layer"
+            f"output {os.fspath(out)!r} exists with a layer {found!r}; pass «overwrite» to replace that layer (the "
+            "file's other layers are kept), or give another «output_layer»"
         )
 
 
@@ -109,7 +109,7 @@ def _check_shapefile(out: Path, overwrite: bool) -> None:
     if taken and not overwrite:
         names = ", ".join(repr(p.name) for p in taken)
         raise OutputExistsError(
-            f"output {os.fspath(out)!r} exists or would replace files of that name ({names}); pass --overwrite "
+            f"output {os.fspath(out)!r} exists or would replace files of that name ({names}); pass «overwrite» "
             "to replace them all"
         )
 
@@ -131,10 +131,10 @@ def _check_not_input(out: Path, driver: str, layer: str, source: str, source_lay
             return
         raise OutputError(
             f"output {os.fspath(out)!r} layer {layer!r} is the feature layer this run reads ({source!r} layer "
-            f"{names[0]!r}); give another --out-layer or --out: a run never overwrites its own input"
+            f"{names[0]!r}); give another «output_layer» or «output»: a run never overwrites its own input"
         )
     raise OutputError(
-        f"output {os.fspath(out)!r} is the feature layer this run reads ({source!r}); give another --out: a run "
+        f"output {os.fspath(out)!r} is the feature layer this run reads ({source!r}); give another «output»: a run "
         "never overwrites its own input"
     )
 

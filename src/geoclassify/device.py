@@ -54,13 +54,13 @@ def parse_device(processor_type: str | None = "CPU", gpu_id: int | None = None) 
     """The two environments as one choice; ``--gpu-id`` alone is refused rather than quietly run on the CPU."""
     kind = (processor_type or "CPU").strip().upper()
     if kind not in ("CPU", "GPU"):
-        raise SettingError(f"--processor-type {processor_type!r} is not one of: CPU, GPU")
+        raise SettingError(f"«processor_type» {processor_type!r} is not one of: CPU, GPU")
     if gpu_id is not None and (isinstance(gpu_id, bool) or not isinstance(gpu_id, int) or gpu_id < 0):
-        raise SettingError(f"--gpu-id {gpu_id!r}: give a GPU number, 0 for the first")
+        raise SettingError(f"«gpu_id» {gpu_id!r}: give a GPU number, 0 for the first")
     if gpu_id is not None and kind == "CPU":
         raise SettingError(
-            f"--gpu-id {gpu_id} picks a GPU, but the processor type is CPU; add --processor-type GPU "
-            "(API: processor_type='GPU') or leave --gpu-id out"
+            f"«gpu_id» {gpu_id} picks a GPU, but the processor type is CPU; add «processor_type» GPU or leave "
+            "«gpu_id» out"
         )
     return Device(kind, gpu_id or 0)  # type: ignore[arg-type]
 
@@ -86,9 +86,9 @@ def onnx_providers(device: Device, ort: Any) -> list[Any]:
     available = ort.get_available_providers()
     if CUDA_PROVIDER not in available:
         raise MissingExtraError(
-            f"--processor-type GPU needs ONNX Runtime's CUDA execution provider, which this onnxruntime "
+            f"«processor_type» GPU needs ONNX Runtime's CUDA execution provider, which this onnxruntime "
             f"{ort.__version__} does not have (it offers {', '.join(available)}): {GPU_INSTALL_HINT}; or use "
-            "--processor-type CPU"
+            "«processor_type» CPU"
         )
     return [(CUDA_PROVIDER, {"device_id": device.gpu_id}), CPU_PROVIDER]
 
@@ -98,10 +98,10 @@ def check_onnx_session(session: Any, device: Device, ort: Any) -> None:
     run must not go on like that."""
     if device.gpu and CUDA_PROVIDER not in session.get_providers():
         raise DeviceError(
-            f"--processor-type GPU: ONNX Runtime {ort.__version__} could not start its CUDA execution provider on "
+            f"«processor_type» GPU: ONNX Runtime {ort.__version__} could not start its CUDA execution provider on "
             f"GPU {device.gpu_id} (no NVIDIA GPU or driver, no GPU {device.gpu_id}, or CUDA/cuDNN libraries missing "
             "or of another version than this onnxruntime-gpu needs); check `nvidia-smi` and onnxruntime-gpu's CUDA "
-            "requirements, or use --processor-type CPU"
+            "requirements, or use «processor_type» CPU"
         )
 
 
@@ -111,14 +111,14 @@ def torch_device(device: Device, torch: Any) -> Any:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise DeviceError(
-            f"--processor-type GPU: PyTorch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is "
+            f"«processor_type» GPU: PyTorch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is "
             "False: a CPU-only build of PyTorch, or no NVIDIA GPU or driver); install a CUDA build of PyTorch "
-            "(see pytorch.org, 'Get started') or use --processor-type CPU"
+            "(see pytorch.org, 'Get started') or use «processor_type» CPU"
         )
     count = torch.cuda.device_count()
     if device.gpu_id >= count:
         raise DeviceError(
-            f"--gpu-id {device.gpu_id}: PyTorch sees {count} GPU{'s' * (count != 1)} (numbered from 0"
+            f"«gpu_id» {device.gpu_id}: PyTorch sees {count} GPU{'s' * (count != 1)} (numbered from 0"
             f"{f' to {count - 1}' if count > 1 else ''}); give one of those"
         )
     return torch.device(f"cuda:{device.gpu_id}")

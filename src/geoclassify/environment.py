@@ -47,13 +47,13 @@ class Extent:
     @classmethod
     def parse(cls, values: Sequence[float], crs: str | CRS | None = None) -> Extent:
         if len(values) != 4:
-            raise SettingError(f"--extent takes four numbers XMIN YMIN XMAX YMAX, got {len(values)}")
+            raise SettingError(f"«extent» takes four numbers XMIN YMIN XMAX YMAX, got {len(values)}")
         xmin, ymin, xmax, ymax = (float(v) for v in values)
         if not (xmin < xmax and ymin < ymax):
             raise SettingError(
-                f"--extent {xmin:g} {ymin:g} {xmax:g} {ymax:g}: XMIN must be below XMAX and YMIN below YMAX"
+                f"«extent» {xmin:g} {ymin:g} {xmax:g} {ymax:g}: XMIN must be below XMAX and YMIN below YMAX"
             )
-        return cls(xmin, ymin, xmax, ymax, parse_crs(crs, "--extent-crs") if crs is not None else None)
+        return cls(xmin, ymin, xmax, ymax, parse_crs(crs, "«extent_crs»") if crs is not None else None)
 
     def polygon_in(self, target: CRS | None, default: CRS | None) -> shapely.Geometry:
         """The extent as a polygon in ``target``, its own CRS being ``default`` when none was given."""
@@ -92,12 +92,12 @@ def parse_resampling(value: str | Resampling) -> Resampling:
     method = RESAMPLING_METHODS.get(str(value).strip().lower())
     if method is None:
         raise SettingError(
-            f"--resampling {value!r} is not one of: nearest, bilinear, cubic (Esri's NEAREST, BILINEAR, CUBIC)"
+            f"«resampling» {value!r} is not one of: nearest, bilinear, cubic (Esri's NEAREST, BILINEAR, CUBIC)"
         )
     return method
 
 
 def check_cell_size(value: float | None) -> float | None:
     if value is not None and not (value > 0 and math.isfinite(value)):
-        raise SettingError(f"--cell-size {value!r} must be a positive number in the raster CRS's units")
+        raise SettingError(f"«cell_size» {value!r} must be a positive number in the raster CRS's units")
     return value

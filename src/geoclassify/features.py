@@ -55,7 +55,7 @@ def read_features(
     there are."""
     text = os.fspath(path)
     if not is_remote(text) and not Path(text).exists():
-        raise FeatureSourceError(f"feature layer {text!r} not found; check the path given to --features")
+        raise FeatureSourceError(f"feature layer {text!r} not found; check the path given to «input_features»")
     if text.lower().endswith(PARQUET_SUFFIXES):
         try:
             return gpd.read_parquet(text)
@@ -67,7 +67,7 @@ def read_features(
     if layer is None and len(layers) > 1:
         warnings.warn(
             f"feature layer {text!r} has {len(layers)} layers ({', '.join(layers)}); reading {chosen!r}. "
-            "Choose one with --features-layer.",
+            "Choose one with «features_layer».",
             GeoclassifyWarning,
             stacklevel=2,
         )

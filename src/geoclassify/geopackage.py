@@ -67,7 +67,7 @@ def replace_layer(path: Path, temporary: str, name: str, overwrite: bool) -> Non
             existing = _existing(db, name, path)
             if existing is not None and not overwrite:
                 raise OutputExistsError(
-                    f"output {os.fspath(path)!r} already has a layer {existing!r}; pass --overwrite to replace that "
+                    f"output {os.fspath(path)!r} already has a layer {existing!r}; pass «overwrite» to replace that "
                     "layer (the other layers are kept)"
                 )
             place = None
@@ -162,7 +162,7 @@ def _internal(db: sqlite3.Connection) -> set[str]:
 def _existing(db: sqlite3.Connection, name: str, path: Path | None = None) -> str | None:
     if name.lower() in _internal(db):
         where = f"output {os.fspath(path)!r}: " if path is not None else ""
-        raise OutputError(f"{where}{name!r} is one of the GeoPackage's own tables; choose another --out-layer")
+        raise OutputError(f"{where}{name!r} is one of the GeoPackage's own tables; choose another «output_layer»")
     return next((layer for layer in _layers(db) if layer.lower() == name.lower()), None)
 
 

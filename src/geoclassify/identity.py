@@ -42,12 +42,12 @@ MODEL_WHOLE_BYTES = 1 << 30
 SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg")
 #: What the other entries of a run's fingerprint are called in messages.
 SETTING_NAMES = {
-    "mode": "--processing-mode",
-    "layer": "--features-layer",
-    "label_field": "--label-field",
-    "extent": "--extent",
-    "cell_size": "--cell-size",
-    "resampling": "--resampling",
+    "mode": "«processing_mode»",
+    "layer": "«features_layer»",
+    "label_field": "«class_label_field»",
+    "extent": "«extent»",
+    "cell_size": "«cell_size»",
+    "resampling": "«resampling»",
     "count": "the number of features",
     "fields": "the result field names",
 }
@@ -141,7 +141,7 @@ def differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
             reasons += _changes(old, new)
         elif key == "arguments" and isinstance(old, dict) and isinstance(new, dict):
             reasons += [
-                f"--argument {name} was {old.get(name)!r}, now {new.get(name)!r}"
+                f"«model_arguments» {name} was {old.get(name)!r}, now {new.get(name)!r}"
                 for name in sorted(old.keys() | new.keys())
                 if old.get(name) != new.get(name)
             ]

@@ -89,7 +89,7 @@ def resolve_images(
         if not files:
             raise RasterError(f"the pattern {text!r} matches no image file")
         return [ImageRef(m, m) for m in files]
-    raise RasterError(f"raster {text!r} not found; check the path given to --image")
+    raise RasterError(f"raster {text!r} not found; check the path given to «input_raster»")
 
 
 def _is_sidecar(name: str) -> bool:
@@ -103,7 +103,7 @@ def _folder(path: Path, given: str, recursive: bool) -> list[ImageRef]:
         p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_sidecar(p.name)
     )
     if not files:
-        hint = "" if recursive else " (add --recursive to look in subfolders)"
+        hint = "" if recursive else " (add «recursive» to look in subfolders)"
         raise RasterError(f"folder {given!r} holds no image files{hint}")
     return [ImageRef(str(p), os.path.join(given, str(p.relative_to(path)))) for p in files]
 
@@ -169,5 +169,5 @@ def _pick_asset(assets: dict[str, Any], asset: str | None, path: Path, item_id: 
         return rasters[0]
     raise RasterError(
         f"{path}: item {item_id!r} has {len(rasters) or len(assets)} candidate assets "
-        f"({', '.join(rasters or list(assets)) or 'none'}); choose one with --asset KEY"
+        f"({', '.join(rasters or list(assets)) or 'none'}); choose one with «asset» KEY"
     )

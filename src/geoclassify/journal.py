@@ -39,7 +39,7 @@ FIELDS = ("targets", "labels", "scores", "coverage")
 #: Layout of run.json: {"format": FORMAT, "run": the run's fingerprint}. Journals of other layouts are not resumed.
 FORMAT = 2
 RECORD = "run.json"
-AFRESH = "run again with --overwrite to start afresh"
+AFRESH = "run again with «overwrite» to start afresh"
 
 
 def journal_folder(out: str | os.PathLike[str]) -> Path:
@@ -94,8 +94,8 @@ class Journal:
                 return
             if parts and not overwrite:
                 raise OutputError(
-                    f"a run writing {self.out!r} was interrupted; continue it with --resume (same command), or start "
-                    "again with --overwrite"
+                    f"a run writing {self.out!r} was interrupted; continue it with «resume» (same command), or start "
+                    "again with «overwrite»"
                 )
             # --overwrite, or a run that ended before it saved anything (killed, say): nothing to keep.
             shutil.rmtree(folder)
@@ -145,7 +145,7 @@ class Journal:
         if reasons:
             raise OutputError(
                 f"cannot resume {self.out!r}: {'; '.join(reasons)}. The saved results are kept: undo the change and "
-                f"run with --resume, or {AFRESH}"
+                f"run with «resume», or {AFRESH}"
             )
 
     def select(self, item: int) -> None:
@@ -231,7 +231,7 @@ class Journal:
             )
         return JournalError(
             f"cannot keep the results of the run writing {self.out!r} in {where!r} ({exc.strerror or exc}); check "
-            "that you may write there, or give another --out"
+            "that you may write there, or give another «output»"
         )
 
     def _damaged(self, path: Path, what: str) -> JournalError:
@@ -257,7 +257,7 @@ def _number(part: Path) -> int:
 def _busy(out: str, folder: Path) -> OutputError:
     return OutputError(
         f"another geoclassify run is writing {out!r} (its journal {os.fspath(folder)!r} is in use); wait for it to "
-        "finish, or give another --out"
+        "finish, or give another «output»"
     )
 
 

@@ -52,7 +52,7 @@ def mosaic_grid(sources: Sequence[RasterSource], cell_size: float | None = None)
     base = first.dataset.transform
     if not base.is_rectilinear or base.a <= 0 or base.e >= 0:
         raise RasterError(
-            f"raster {first.path!r} is rotated or not north-up; mosaics and --cell-size need north-up "
+            f"raster {first.path!r} is rotated or not north-up; mosaics and «cell_size» need north-up "
             "rasters (warp it first, e.g. gdalwarp)"
         )
     res_x, res_y = (cell_size, cell_size) if cell_size else (base.a, -base.e)
@@ -78,7 +78,7 @@ def mosaic_grid(sources: Sequence[RasterSource], cell_size: float | None = None)
     height = max(1, math.ceil((top - min(bottoms)) / res_y - 1e-9))
     if max(width, height) > MAX_GRID_CELLS:
         raise SettingError(
-            f"--cell-size {res_x:g} gives a grid of {width:.3g} x {height:.3g} cells over the images, more than GDAL "
+            f"«cell_size» {res_x:g} gives a grid of {width:.3g} x {height:.3g} cells over the images, more than GDAL "
             f"can address ({MAX_GRID_CELLS:,} a side); give a cell size near the images' own ({base.a:g})"
         )
     return Grid(crs, Affine(res_x, 0.0, left, 0.0, -res_y, top), width, height)

@@ -64,23 +64,23 @@ def parse_parallel_factor(value: str | int | None, cores: int | None = None) -> 
         return count
     except ValueError:
         raise SettingError(
-            f"--parallel-factor {value!r}: give a number of processes (e.g. 2) or a share of the "
+            f"«parallel_factor» {value!r}: give a number of processes (e.g. 2) or a share of the "
             f"{cores} cores (e.g. 50%)"
         ) from None
 
 
 def check_execution(workers: int, retries: int, recycle_interval: int | None, scheduler: Any = None) -> Execution:
     if retries < 0:
-        raise SettingError(f"--retries {retries}: give 0 or more")
+        raise SettingError(f"«retries» {retries}: give 0 or more")
     if recycle_interval is not None and recycle_interval < 1:
-        raise SettingError(f"--recycle-interval {recycle_interval}: give 1 or more batches")
+        raise SettingError(f"«recycle_interval» {recycle_interval}: give 1 or more batches")
     if scheduler is not None and workers:
         raise SettingError(
-            "--parallel-factor and --scheduler both say where to run; give one (a Dask cluster sets its own workers)"
+            "«parallel_factor» and «scheduler» both say where to run; give one (a Dask cluster sets its own workers)"
         )
     if scheduler is not None and recycle_interval is not None:
         raise SettingError(
-            "--recycle-interval replaces local worker processes; a Dask cluster manages its workers' lifetime "
+            "«recycle_interval» replaces local worker processes; a Dask cluster manages its workers' lifetime "
             "itself (dask worker --lifetime)"
         )
     if scheduler is not None:
@@ -218,7 +218,7 @@ def run_tasks(
                     pool, submitted = new_pool(), 0
                     break
                 except InferenceError as exc:
-                    _retry_or_fail(task, attempts, execution, waiting, str(exc))
+                    _retry_or_fail(task, attempts, execution, waiting, exc.message)
                     continue
                 attempts.pop(id(task), None)
                 done(task, result)

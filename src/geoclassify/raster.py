@@ -56,7 +56,7 @@ class RasterSource:
         location = os.fspath(path)
         self.path = label or location  # what the user called it, for messages
         if not is_remote(location) and not Path(location).exists():
-            raise RasterError(f"raster {self.path!r} not found; check the path given to --image")
+            raise RasterError(f"raster {self.path!r} not found; check the path given to «input_raster»")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -55,27 +55,27 @@ def check_fields(
     """Refuse result fields that are empty, too long for a shapefile, or already in the input (case-blind)."""
     label_field = fields.label
     if not label_field or not label_field.strip():
-        raise OutputError("the label field name is empty; give --label-field a name such as ClassLabel")
+        raise OutputError("the label field name is empty; give «class_label_field» a name such as ClassLabel")
     if out is not None and os.fspath(out).lower().endswith(".shp"):
         for name in fields:
             if len(name) > 10:
-                option = "--label-field" if name == label_field else "--field-prefix"
+                option = "«class_label_field»" if name == label_field else "«field_prefix»"
                 raise OutputError(
                     f"output field {name!r} is longer than the 10 characters a shapefile field can have; "
                     f"choose a shorter {option} or another output format"
                 )
     added = (*fields, *extra)
     if len({name.lower() for name in added}) != len(added):
-        raise OutputError(f"--label-field {label_field!r} clashes with an output field; choose another name")
+        raise OutputError(f"«class_label_field» {label_field!r} clashes with an output field; choose another name")
     if columns is None:
         return
     existing = {str(c).lower(): str(c) for c in columns}
     for name in added:
         if name.lower() in existing:
             hint = (
-                "choose another --label-field"
+                "choose another «class_label_field»"
                 if name == label_field
-                else "rename or drop that field, or give the new fields a --field-prefix"
+                else "rename or drop that field, or give the new fields a «field_prefix»"
             )
             raise OutputError(
                 f"{describe(features)} already has a field {existing[name.lower()]!r}, which the output "

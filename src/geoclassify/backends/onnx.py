@@ -40,8 +40,8 @@ class OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
             if device.gpu:
                 raise DeviceError(
-                    f"{path}: ONNX Runtime cannot load this model on GPU {device.gpu_id} ({exc}); check --gpu-id "
-                    "(GPUs are numbered from 0) and the CUDA install, or use --processor-type CPU"
+                    f"{path}: ONNX Runtime cannot load this model on GPU {device.gpu_id} ({exc}); check «gpu_id» "
+                    "(GPUs are numbered from 0) and the CUDA install, or use «processor_type» CPU"
                 ) from None
             raise ModelPackageError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
         check_onnx_session(self.session, device, ort)

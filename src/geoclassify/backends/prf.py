@@ -17,17 +17,16 @@ fails, the user sees their own traceback (only the frames in the package's files
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import math
 import os
 import re
 import sys
 import tempfile
+import threading
 import traceback
 import weakref
 from collections.abc import Mapping, Sequence
-from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,7 +45,7 @@ from ..errors import (
 )
 from ..package import ModelPackage
 from .dialects import ONNX_HINT
-from .package_code import OutsidePackageImport, PackageScope, forget_foreign_helpers, package_code, release, use_folder
+from .package_code import OutsidePackageImport, PackageScope, package_code, public_name, release
 
 __all__ = ["PythonFunctionBackend"]
 
@@ -66,8 +65,6 @@ DEFAULT_BATCH_SIZE_ARGUMENT = 4
 #: How an EMD names a function installed with ArcGIS Pro rather than shipped in the package.
 BUNDLED_PREFIX = "[functions]"
 
-_module_numbers = itertools.count(1)
-
 
 class PythonFunctionBackend:
     """Runs an Esri Python inference function on raw chips; it normalises them and names their classes itself."""
@@ -82,18 +79,19 @@ class PythonFunctionBackend:
             raise UntrustedCodeError(
                 f"{package.source}: the model's InferenceFunction {self.path.name} is Python code from the package "
                 f"({self.path}); geoclassify runs it only if you trust where the package came from. If you do, "
-                "pass --trust-code (API: trust_code=True)."
+                "pass «trust_code»."
             )
         self.folder = self.path.parent
-        self._scope = PackageScope(self.folder, package.boundary)
+        #: One call into this function at a time (Esri's are not written to be thread-safe); other backends, and
+        #: other loads of this package, run side by side.
+        self._lock = threading.RLock()
         self._roots = tuple({str(self.folder), str(package.root.resolve())})
         self._classes: dict[str, int] = {}
         for position, info in enumerate(package.definition.classes):
             self._classes.setdefault(info.name, position)
-        self._module_name = f"geoclassify_prf_{next(_module_numbers)}_{_identifier(self.path.stem)}"
         self._emd_file, temporary = _emd_file(package)
-        use_folder(self.folder)
-        weakref.finalize(self, release, str(self.folder), self._module_name, temporary)
+        self._scope = PackageScope(self.folder, package.boundary, _identifier(self.path.stem))
+        weakref.finalize(self, release, self._scope.namespace, temporary)
         module = self._import()
         self.class_name, cls = _pick_class(module, self.path)
         self.instance = self._call(cls, "__init__")
@@ -109,18 +107,16 @@ class PythonFunctionBackend:
     # -- loading ------------------------------------------------------------------------------------------------
 
     def _import(self) -> ModuleType:
-        """Import the file under a name of its own, so two packages' functions never replace each other."""
-        spec = spec_from_file_location(self._module_name, self.path)
-        if spec is None or spec.loader is None:
-            raise ModelPackageError(f"{self.path}: not a Python file that can be imported")
-        module = module_from_spec(spec)
-        forget_foreign_helpers(self.folder)
-        sys.modules[self._module_name] = module  # dataclasses and pickle look a class's module up here
+        """Import the file as a module of the backend's own namespace (see ``package_imports``), so two packages'
+        functions and helpers never replace each other."""
         try:
-            with package_code(self._scope):
-                spec.loader.exec_module(module)
+            module = self._scope.function_module(self.path)
+        except ImportError as exc:
+            raise ModelPackageError(f"{self.package.source}: {exc}") from None
+        try:
+            with self._lock, package_code(self._scope):
+                module.__spec__.loader.exec_module(module)
         except (Exception, SystemExit) as exc:
-            sys.modules.pop(self._module_name, None)
             raise ModelPackageError(
                 f"{self.package.source}: importing the inference function {self.path.name} failed"
                 f"{_missing_module_hint(exc)}:\n{self._own_traceback(exc)}"
@@ -349,7 +345,7 @@ class PythonFunctionBackend:
     ) -> Any:
         """Call into the package; its failure becomes ``error`` carrying its own traceback."""
         try:
-            with package_code(self._scope):
+            with self._lock, package_code(self._scope):
                 return function(*args, **(kwargs or {}))
         except (Exception, SystemExit) as exc:
             raise error(
@@ -437,10 +433,13 @@ def _missing_module_hint(exc: BaseException) -> str:
         return f" because it imports {exc.name!r}: {exc}"
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return ""
-    top = exc.name.partition(".")[0]
+    name = public_name(exc.name)
+    if name != exc.name:
+        return f" because the package has no module {name!r}"
+    top = name.partition(".")[0]
     if top in ("arcpy", "arcgis"):
         return f" because it imports {top}, which exists only inside ArcGIS; run it there, or export the model to ONNX"
-    return f" because it imports {exc.name!r}, which is not installed in this Python ({sys.executable})"
+    return f" because it imports {name!r}, which is not installed in this Python ({sys.executable})"
 
 
 def _pick_class(module: ModuleType, path: Path) -> tuple[str, type]:

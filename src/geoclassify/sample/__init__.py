@@ -44,7 +44,7 @@ def copy_sample(folder: str | os.PathLike[str], overwrite: bool = False) -> dict
     if clashes and not overwrite:
         raise OutputExistsError(
             f"{os.fspath(target)!r} already holds {', '.join(clashes)}, which differ from the sample's; "
-            "choose another folder, or pass --overwrite to replace them"
+            "choose another folder, or pass «overwrite» to replace them"
         )
     try:
         target.mkdir(parents=True, exist_ok=True)
