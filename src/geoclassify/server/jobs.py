@@ -132,9 +132,12 @@ class JobStore:
         return self.get(job_id)
 
     def get(self, job_id: str, user: User | None = None) -> Job:
-        """The job, if ``user`` may see it (its owner or an admin); NotFound otherwise, as for no job at all."""
-        rows = self.db.read("SELECT * FROM jobs WHERE id = ? AND hidden = 0", job_id)
-        if not rows or (user is not None and not user.admin and rows[0]["owner"] != user.name):
+        """The job, if ``user`` may see it (its owner or an admin, while not dismissed through OGC); NotFound
+        otherwise, as for no job at all. Without ``user`` (the server's own use) any job."""
+        rows = self.db.read("SELECT * FROM jobs WHERE id = ?", job_id)
+        if not rows or (
+            user is not None and (rows[0]["hidden"] or (not user.admin and rows[0]["owner"] != user.name))
+        ):
             raise NotFound(f"there is no job {job_id!r}")
         return Job.from_row(rows[0])
 
@@ -215,7 +218,7 @@ class JobStore:
                     now,
                     now,
                     _message(
-                        "info", "Executing." if row["attempts"] == 0 else "Executing again, from its saved results."
+                        "info", "Executing." if row["attempts"] == 0 else f"Executing again (attempt {row['attempts'] + 1})."
                     ),
                     row["id"],
                 ),

@@ -189,7 +189,7 @@ REST_WORDS = {
 }
 
 
-def user_message(exc: GeoclassifyError) -> str:
+def user_message(exc: GeoclassifyError | Warning) -> str:
     """The error's message with settings named as this API names them (where the run core marks them)."""
     render = getattr(exc, "render", None)
     return render(REST_WORDS) if callable(render) else str(exc)

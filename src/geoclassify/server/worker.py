@@ -28,12 +28,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from geoclassify import GeoclassifyError, RunContext, RunHooks, RunRequest, inspect_model, run
-from geoclassify.errors import RunCancelled
+from geoclassify.errors import GeoclassifyWarning, RunCancelled
 
 from .config import ServerConfig
 from .db import Database
 from .items import ItemStore
-from .jobs import DISMISSED, FAILED, Job, JobStore
+from .jobs import DISMISSED, FAILED, FINAL, Job, JobStore
 from .modelinfo import model_info
 from .tool import MODEL_INFO, staging_folder, user_message
 
@@ -151,15 +151,25 @@ class Worker:
         resume = journal.is_dir()
         if out.exists():  # a run that finished but was not published: run again (from its journal, if any)
             out.unlink()
+        if resume:
+            self.jobs.add_message(job.id, "info", "Continuing from its saved results.")
         request = dataclasses.replace(request, resume=resume, trust_code=request.trust_code and self.config.trust_code)
         hooks = RunHooks(
             progress=heartbeat.progress,
             cancelled=heartbeat.stopping,
-            warning=lambda w: self.jobs.add_message(job.id, "warning", str(w)),
+            warning=lambda w: self._warning(job, w),
         )
         summary = run(request, RunContext(hooks=hooks))
         heartbeat.finish()
         self._publish(job, request, dataclasses.replace(summary, output=None).line())
+
+    def _warning(self, job: Job, warning: Warning) -> None:
+        """The user's warnings (about their data and settings) go to the job's messages; the libraries' own
+        (resource, deprecation) to the server's log."""
+        if isinstance(warning, GeoclassifyWarning):
+            self.jobs.add_message(job.id, "warning", user_message(warning))
+        else:
+            print(f"geoclassify worker {self.id}: {type(warning).__name__}: {warning}", file=sys.stderr)
 
     def _publish(self, job: Job, request: RunRequest, line: str) -> None:
         import pyogrio
@@ -188,7 +198,7 @@ class Worker:
         except BaseException:
             shutil.rmtree(final.parent, ignore_errors=True)
             raise
-        if outcome != "lost":
+        if outcome != "lost" or self.jobs.get(job.id).status in FINAL:  # else the job's new worker needs it
             shutil.rmtree(out.parent, ignore_errors=True)
 
     def _model_info(self, job: Job, heartbeat: Heartbeat) -> None:
