@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ..arguments import ArgumentSpec, ArgumentType
+from ..arguments import ArgumentSpec
 from ..device import CPU, Device, torch_device
-from ..emd import parse_bool
 from ..errors import (
     GeoclassifyError,
     InferenceError,
@@ -46,22 +45,10 @@ from ..errors import (
 from ..package import ModelPackage
 from .dialects import ONNX_HINT
 from .package_code import OutsidePackageImport, PackageScope, package_code, public_name, release
+from .prf_parameters import argument_spec, emd_overrides, standard_parameters
 
 __all__ = ["PythonFunctionBackend"]
 
-#: Parameters ArcGIS fills itself; every other entry of getParameterInfo is a model argument.
-HOST_PARAMETERS = frozenset({"rasters", "model", "device"})
-#: getConfiguration keys that override EMD keys, by the names the function returns them under.
-CONFIGURATION_KEYS = {
-    "tx": "ImageWidth",
-    "ty": "ImageHeight",
-    "extractBands": "ExtractBands",
-    "CropSizeFixed": "CropSizeFixed",
-    "BlackenAroundFeature": "BlackenAroundFeature",
-    "batch_size": "BatchSize",
-}
-#: Esri's wrapper offers a batch_size argument with this default when the EMD has no BatchSize (spec §3.3).
-DEFAULT_BATCH_SIZE_ARGUMENT = 4
 #: How an EMD names a function installed with ArcGIS Pro rather than shipped in the package.
 BUNDLED_PREFIX = "[functions]"
 
@@ -145,7 +132,7 @@ class PythonFunctionBackend:
         """The function's getParameterInfo without what ArcGIS fills itself (rasters, model, device)."""
         specs = []
         for parameter in self._parameter_info():
-            spec = _argument_spec(parameter, self.path)
+            spec = argument_spec(parameter, self.path)
             if spec is not None:
                 specs.append(spec)
         return specs
@@ -168,30 +155,7 @@ class PythonFunctionBackend:
         return self._parameters
 
     def _standard_parameters(self) -> list[dict[str, Any]]:
-        """What Esri's wrapper hands a child's getParameterInfo (spec §3.3), for the child to append to."""
-        parameters: list[dict[str, Any]] = [
-            {"name": "rasters", "dataType": "rasters", "required": True, "displayName": "Rasters", "value": None},
-            {
-                "name": "model",
-                "dataType": "string",
-                "required": True,
-                "displayName": "Input Model Definition (EMD) File",
-                "description": "Input model definition (EMD) JSON file",
-            },
-            {"name": "device", "dataType": "numeric", "required": False, "displayName": "Device ID"},
-        ]
-        if self.package.definition.batch_size is None:
-            parameters.append(
-                {
-                    "name": "batch_size",
-                    "dataType": "numeric",
-                    "required": False,
-                    "value": DEFAULT_BATCH_SIZE_ARGUMENT,
-                    "displayName": "Batch Size",
-                    "description": "Batch Size",
-                }
-            )
-        return parameters
+        return standard_parameters(self.package.definition.batch_size is None)
 
     def configure(self, arguments: dict[str, object]) -> dict[str, object]:
         """Hand the function its scalars through getConfiguration (it keeps them, as in ArcGIS) and return the EMD
@@ -208,7 +172,7 @@ class PythonFunctionBackend:
                 f"{self.path}: {self.class_name}.getConfiguration() returned {type(configuration).__name__}; "
                 "it must return a dict (tx, ty, extractBands, ...)"
             )
-        return _emd_overrides(configuration, self.path, self.class_name)
+        return emd_overrides(configuration, self.path, self.class_name)
 
     # -- classification -----------------------------------------------------------------------------------------
 
@@ -466,73 +430,6 @@ def _is_child(instance: object, class_name: str) -> bool:
         return class_name == "ChildObjectDetector"
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return any(p.kind in positional for p in parameters)
-
-
-def _argument_spec(parameter: Mapping[str, Any], path: Path) -> ArgumentSpec | None:
-    """One getParameterInfo entry as a model argument, its default already of the type the function is given.
-
-    Numbers and booleans are passed parsed; 'string' parameters stay text, because Esri's functions parse those
-    themselves (``test_time_augmentation`` is a string compared with ``.lower() in {"true", ...}``).
-    """
-    name = parameter.get("name")
-    data_type = str(parameter.get("dataType") or "string").lower()
-    if not isinstance(name, str) or not name or name in HOST_PARAMETERS or data_type in ("raster", "rasters"):
-        return None
-    kind, default = _typed_default(data_type, parameter.get("value"), name, path)
-    description = str(parameter.get("description") or parameter.get("displayName") or "")
-    domain = parameter.get("domain")
-    if isinstance(domain, Sequence) and not isinstance(domain, str) and domain:
-        description = f"{description} (one of: {', '.join(map(str, domain))})".lstrip()
-    return ArgumentSpec(name, kind, default, description)
-
-
-def _typed_default(data_type: str, value: Any, name: str, path: Path) -> tuple[ArgumentType, Any]:
-    if data_type == "numeric":
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return "float", None
-        if isinstance(value, int | np.integer) and not isinstance(value, bool):
-            return "int", int(value)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ModelPackageError(
-                f"{path}: getParameterInfo gives the numeric parameter {name!r} the value {value!r}, not a number"
-            ) from None
-        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            return "int", int(number)
-        return "float", number
-    if data_type == "boolean":
-        return "bool", None if value is None else parse_bool(value)
-    return "str", None if value is None else str(value)
-
-
-def _emd_overrides(configuration: Mapping[str, Any], path: Path, class_name: str) -> dict[str, object]:
-    """getConfiguration's answer as EMD keys, only those it gives."""
-    overrides: dict[str, object] = {}
-    for key, emd_key in CONFIGURATION_KEYS.items():
-        value = configuration.get(key)
-        if value is None:
-            continue
-        try:
-            if emd_key == "ExtractBands":
-                bands = [value] if isinstance(value, int | str | np.integer) else list(value)
-                overrides[emd_key] = [b if isinstance(b, str) else int(b) for b in bands]
-            else:
-                overrides[emd_key] = _whole(value)
-        except (TypeError, ValueError):
-            raise ModelPackageError(
-                f"{path}: {class_name}.getConfiguration() returned {key}={value!r}; expected "
-                + ("band indexes or names" if emd_key == "ExtractBands" else "a whole number")
-            ) from None
-    return overrides
-
-
-def _whole(value: Any) -> int:
-    """An int from an int, a whole float or a numeric string (Esri's functions return all three); else ValueError."""
-    number = float(value)
-    if not number.is_integer():
-        raise ValueError(value)
-    return int(number)
 
 
 def _identifier(text: str) -> str:
