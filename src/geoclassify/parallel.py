@@ -129,22 +129,23 @@ def run_task(state: WorkerState, task: Task) -> tuple[np.ndarray, np.ndarray, np
 _STATE: WorkerState | None = None
 
 
-def _init_worker(model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> None:
+def _init_worker(parent: int, model: Any, opener: Opener, spec: Any, band_indexes: tuple[int, ...]) -> None:
     """The pool's initializer: once per worker process, not per task."""
     global _STATE
-    watch_parent()
+    watch_parent(parent)
     _STATE = open_worker_state(model, opener, spec, band_indexes)
 
 
-def watch_parent(every: float = 0.25) -> None:
+def watch_parent(parent: int, every: float = 0.25) -> None:
     """End this worker as soon as the process that started it is gone.
 
     A pool's workers wait on a queue that a SIGKILLed or SIGTERMed parent never closes: without this they lived
     on (about 290 MB each) and held the terminal's stderr open, so ``| tee`` hung. A thread polls the parent's
     pid (a dead parent's children are re-parented) rather than using PR_SET_PDEATHSIG, which fires when the
-    *thread* that spawned the worker ends and so would kill workers started by the pool's manager thread.
+    *thread* that spawned the worker ends and so would kill workers started by the pool's manager thread. The
+    parent's pid is given, not read here: a parent killed while this worker was still starting has already
+    handed it to init, and the worker must end at once rather than watch init.
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -186,7 +187,9 @@ def run_tasks(
     renew_after = execution.recycle_interval * execution.workers if execution.recycle_interval else None
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(execution.workers, mp_context=context, initializer=_init_worker, initargs=init_args)
+        return ProcessPoolExecutor(
+            execution.workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), *init_args)
+        )
 
     pool, submitted = new_pool(), 0
     try:
