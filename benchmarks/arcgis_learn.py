@@ -32,7 +32,7 @@ def measure(backbone: str, size: int, chips: int, folder: Path) -> dict[str, flo
     import torch
     from fastai_networks import cnn_learner_model, reference_probabilities
 
-    from geoclassify.model import load_model
+    from geoclassify.model.runtime import load_model
 
     rng = np.random.default_rng(0)
     normalise = lambda pixels: ((pixels - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)  # noqa: E731

@@ -23,7 +23,7 @@ def on_cluster(count: int, workers: int) -> tuple[float, float]:
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        for module in ("geoclassify.cluster", "geoclassify.pipeline", "onnxruntime"):
+        for module in ("geoclassify.runners.cluster", "geoclassify.runners.local", "onnxruntime"):
             client.run(importlib.import_module, module)
         ready = time.perf_counter() - started
         return ready, end_to_end(count, scheduler=client)

@@ -16,11 +16,11 @@ import pytest
 import shapely
 
 from geoclassify import classify_objects
-from geoclassify.backends.arcgis_learn.export import write_onnx_package
-from geoclassify.backends.arcgis_learn.graph import build_graph, identify
-from geoclassify.backends.arcgis_learn.pth import LEGACY_MAGIC, LEGACY_PROTOCOL, read_pth
 from geoclassify.errors import ModelMismatchError, ModelPackageError, UnsupportedModelError
-from geoclassify.model import load_model
+from geoclassify.model.backends.arcgis_learn.export import write_onnx_package
+from geoclassify.model.backends.arcgis_learn.graph import build_graph, identify
+from geoclassify.model.backends.arcgis_learn.pth import LEGACY_MAGIC, LEGACY_PROTOCOL, read_pth
+from geoclassify.model.runtime import load_model
 
 from conftest import run_classify, run_cli, write_dlpk, write_raster
 from reference import imagenet, reference_chips

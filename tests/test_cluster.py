@@ -25,10 +25,10 @@ from onnx import helper
 
 from geoclassify import classify_objects, cluster
 from geoclassify.errors import InferenceError, MissingExtraError, RasterError
-from geoclassify.model import load_model
-from geoclassify.parallel import Execution, Task, check_execution
-from geoclassify.pipeline import chip_spec
-from geoclassify.raster import RasterSource
+from geoclassify.io.rasters import RasterSource
+from geoclassify.model.runtime import load_model
+from geoclassify.runners.local import chip_spec
+from geoclassify.runners.processes import Execution, Task, check_execution
 
 from conftest import MARKED, TWO_CLASSES, emd_for, marked_scene, run_classify, write_dlpk, write_raster
 from onnx_models import failing_onnx, save_graph

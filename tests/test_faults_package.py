@@ -23,15 +23,15 @@ import shapely
 from onnx import helper
 
 from geoclassify import cli
-from geoclassify.emd import parse_emd
 from geoclassify.errors import (
     DuplicateClassValueWarning,
     InferenceError,
     ModelDefinitionError,
     ModelPackageError,
 )
-from geoclassify.model import load_model
-from geoclassify.preprocess import Preprocessor
+from geoclassify.model.emd import parse_emd
+from geoclassify.model.preprocess import Preprocessor
+from geoclassify.model.runtime import load_model
 
 from conftest import TWO_CLASSES, emd_for, run_cli, write_dlpk, write_raster
 from onnx_models import mean_linear_model, save_graph

@@ -19,7 +19,7 @@ import shapely
 
 from geoclassify import classify_objects
 from geoclassify.errors import GeoclassifyError, OutputError
-from geoclassify.journal import Journal, journal_folder
+from geoclassify.io.journal import Journal, journal_folder
 
 from conftest import flat_package, run_classify, write_raster
 
@@ -311,7 +311,7 @@ RACER = r"""
 import sys, time
 from pathlib import Path
 from geoclassify.errors import GeoclassifyError
-from geoclassify.journal import Journal
+from geoclassify.io.journal import Journal
 
 folder, me, other, rounds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 (folder / f"ready-{me}").touch()

@@ -17,9 +17,9 @@ import pytest
 import rasterio
 import shapely
 
-from geoclassify.chips import ChipSpec, plan_windows
-from geoclassify.journal import journal_folder
-from geoclassify.pipeline import to_pixel_space
+from geoclassify.core.chips import ChipSpec, plan_windows
+from geoclassify.io.journal import journal_folder
+from geoclassify.runners.local import to_pixel_space
 
 from conftest import SHARED_DATA, classify_argv, flat_package, run_classify, run_cli, write_raster
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from geoclassify.backends import to_probabilities
-from geoclassify.emd import parse_emd
-from geoclassify.model import load_model
-from geoclassify.preprocess import Preprocessor
+from geoclassify.model.backends import to_probabilities
+from geoclassify.model.emd import parse_emd
+from geoclassify.model.preprocess import Preprocessor
+from geoclassify.model.runtime import load_model
 
 from conftest import emd_for, write_dlpk
 from onnx_models import expected_scores, flat_linear_model, mean_linear_model

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import shapely
 
-from geoclassify.backends.keras.resample import KerasChips, esri_square_shape, resize_order1
 from geoclassify.errors import MissingExtraError, ModelArgumentError, ModelPackageError, UnsupportedModelError
-from geoclassify.model import load_model
+from geoclassify.model.backends.keras.resample import KerasChips, esri_square_shape, resize_order1
+from geoclassify.model.runtime import load_model
 
 from conftest import TWO_CLASSES, emd_for, run_classify, run_cli, write_dlpk, write_raster
 

@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from geoclassify.emd import parse_emd
 from geoclassify.errors import ModelDefinitionError, ModelPackageError
-from geoclassify.model import load_model
-from geoclassify.package import open_package
+from geoclassify.model.emd import parse_emd
+from geoclassify.model.packages import open_package
+from geoclassify.model.runtime import load_model
 
 from conftest import emd_for, write_dlpk
 from onnx_models import mean_linear_model

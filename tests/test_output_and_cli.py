@@ -69,7 +69,7 @@ def test_ctrl_c_in_the_cli_says_nothing_was_written(inputs, tmp_path, monkeypatc
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("geoclassify.modes.classify_plan", interrupted)
+    monkeypatch.setattr("geoclassify.modes.collection.classify_plan", interrupted)
     code = main(
         [
             "classify",

@@ -3,8 +3,8 @@
 import numpy as np
 import shapely
 
-from geoclassify.chips import ChipSpec
-from geoclassify.plan import PlanBuilder, SpilledGeometries
+from geoclassify.core.chips import ChipSpec
+from geoclassify.core.plan import PlanBuilder, SpilledGeometries
 
 
 def _geometries(rng, n):

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import shapely
 
-from geoclassify.arguments import ArgumentSpec, resolve_arguments
-from geoclassify.backends.prf import PythonFunctionBackend
 from geoclassify.errors import InferenceError, ModelPackageError, UnsupportedModelError, UntrustedCodeError
-from geoclassify.package import open_package
+from geoclassify.model.arguments import ArgumentSpec, resolve_arguments
+from geoclassify.model.backends.prf import PythonFunctionBackend
+from geoclassify.model.packages import open_package
 
 from conftest import TWO_CLASSES, emd_for, leftovers, run_classify, run_cli, write_dlpk, write_raster
 from reference import reference_chips

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoclassify.backends.package_code import StdoutRouter
-from geoclassify.backends.prf import PythonFunctionBackend
 from geoclassify.errors import InferenceError, ModelPackageError
-from geoclassify.package import open_package
+from geoclassify.model.backends.package_code import StdoutRouter
+from geoclassify.model.backends.prf import PythonFunctionBackend
+from geoclassify.model.packages import open_package
 
 from conftest import TWO_CLASSES, emd_for, write_dlpk
 

@@ -15,9 +15,9 @@ import pytest
 import shapely
 
 from geoclassify.api import classify_objects
-from geoclassify.device import CPU, Device, parse_device
 from geoclassify.errors import DeviceError, MissingExtraError, SettingError
-from geoclassify.model import load_model
+from geoclassify.model.device import CPU, Device, parse_device
+from geoclassify.model.runtime import load_model
 
 from conftest import TWO_CLASSES, emd_for, flat_package, run_classify, write_dlpk, write_raster
 

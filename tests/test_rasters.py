@@ -10,7 +10,7 @@ import shapely
 from rasterio.windows import Window
 
 from geoclassify.errors import RasterError
-from geoclassify.raster import RasterSource
+from geoclassify.io.rasters import RasterSource
 
 from conftest import SHARED_DATA, emd_for, flat_package, run_classify, write_dlpk, write_raster
 from onnx_models import flat_linear_model

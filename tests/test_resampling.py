@@ -17,8 +17,8 @@ from rasterio.windows import Window
 
 from geoclassify.api import classify_objects, sample_paths
 from geoclassify.errors import SettingError
-from geoclassify.mosaic import GridSource, mosaic_grid
-from geoclassify.raster import RasterSource
+from geoclassify.io.mosaics import GridSource, mosaic_grid
+from geoclassify.io.rasters import RasterSource
 
 from conftest import emd_for, flat_package, run_classify, write_dlpk, write_raster
 from onnx_models import save_graph

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from .api import classify_objects, inspect_model
 from .errors import GeoclassifyError
 from .hooks import RunHooks
-from .model import Model, load_model
+from .model.runtime import Model, load_model
 from .progress import Summary
 from .request import RunRequest
 from .run import RunContext, run

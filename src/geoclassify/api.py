@@ -16,7 +16,6 @@ import pandas as pd
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
-from .device import choose_device
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode, parse_resampling
 from .errors import (
     CRSMismatchError,
@@ -28,19 +27,20 @@ from .errors import (
     SettingError,
     UnreferencedImagesWarning,
 )
-from .identity import features_identity, image_identity, model_identity
-from .images import ImageRef, resolve_images
-from .journal import Journal
-from .model import Model, load_model
-from .modes import classify_items, classify_mosaic
-from .output import check_output, write_batches
-from .parallel import Execution, check_execution, parse_parallel_factor
-from .pipeline import Predictions, chip_spec
+from .fields import DEFAULT_LABEL_FIELD, ResultFields, check_fields, describe, result_columns
+from .io.feature_batches import FeatureBatches
+from .io.identity import features_identity, image_identity, model_identity
+from .io.images import ImageRef, resolve_images
+from .io.journal import Journal
+from .io.rasters import RasterSource
+from .io.writers import check_output, write_batches
+from .model.device import choose_device
+from .model.runtime import Model, load_model
+from .modes.collection import classify_items, classify_mosaic
+from .modes.whole_images import classify_whole_images, select_images, to_crs
 from .progress import Summary, progress_bar
-from .raster import RasterSource
-from .results import DEFAULT_LABEL_FIELD, ResultFields, check_fields, describe, result_columns
-from .streaming import FeatureBatches
-from .whole_images import classify_whole_images, select_images, to_crs
+from .runners.local import Predictions, chip_spec
+from .runners.processes import Execution, check_execution, parse_parallel_factor
 
 PathLike = str | os.PathLike[str]
 Images = PathLike | Sequence[PathLike]
@@ -141,7 +141,7 @@ def classify_objects(
         raise SettingError("«resume» works for runs with a feature layer and an «output» file")
     with contextlib.ExitStack() as scope, _keeping_results(journal, mode, total):
         if execution.scheduler is not None and source is not None:
-            from .cluster import hold_cluster
+            from .runners.cluster import hold_cluster
 
             execution = hold_cluster(execution, scope)
         if source is None:

@@ -19,9 +19,10 @@ import click
 
 from . import __version__
 from .api import DEFAULT_LABEL_FIELD, inspect_model
-from .arguments import split_assignments
 from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted, render
-from .packaging import MeanStd, build_package, class_list, read_class_names
+from .evaluation import describe_layers, evaluate, format_layers, format_table, model_classes, save_plot
+from .model.arguments import split_assignments
+from .model.building import MeanStd, build_package, class_list, read_class_names
 from .request import KEYWORD_SETTINGS, RunRequest
 from .run import RunContext, run
 from .sample import copy_sample
@@ -37,11 +38,16 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
 
 
 def cli_words() -> dict[str, str]:
-    """Each run setting by the ``classify`` option that sets it, for messages: ``«cell_size»`` is ``--cell-size``."""
+    """Each run setting by the ``classify`` option that sets it, for messages: ``«cell_size»`` is ``--cell-size``
+    (then ``evaluate``'s own, such as ``«layer_name»``, ``--layer``)."""
+    evaluate_words = {str(o.name): o.opts[0] for o in evaluate_command.params if isinstance(o, click.Option)}
     return {
-        KEYWORD_SETTINGS.get(str(option.name), str(option.name)): option.opts[0]
-        for option in classify.params
-        if isinstance(option, click.Option)
+        **evaluate_words,
+        **{
+            KEYWORD_SETTINGS.get(str(option.name), str(option.name)): option.opts[0]
+            for option in classify.params
+            if isinstance(option, click.Option)
+        },
     }
 
 
@@ -381,7 +387,7 @@ def _shown_names(classes: list[dict[str, Any]], limit: int = 10) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace the package if it exists.")
 def convert(model: str, out: str, overwrite: bool) -> None:
     """Rewrite an arcgis.learn FeatureClassifier package (.dlpk or .emd) as an ONNX package of the same model."""
-    from .backends.arcgis_learn.export import write_onnx_package
+    from .model.backends.arcgis_learn.export import write_onnx_package
 
     written = write_onnx_package(model, out, overwrite=overwrite)
     click.echo(
@@ -476,6 +482,37 @@ def _arcgis_learn_lines(info: dict[str, Any]) -> list[str]:
             "score_threshold, joined by ';'; Confidence lists every class's probability"
         )
     return lines
+
+
+@cli.command("evaluate")
+@click.argument("layer")
+@click.option("--truth-field", required=True, metavar="FIELD", help="Field holding the true class of each feature.")
+@click.option("--label-field", default=DEFAULT_LABEL_FIELD, show_default=True, help="Field the run wrote labels to.")
+@click.option("--layer", "layer_name", metavar="NAME", help="Layer of a GeoPackage to evaluate (default: the first).")
+@click.option("--model", metavar="MODEL", help="The model that labelled the layer: its classes, in its order.")
+@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png", help="Draw the confusion matrix here.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def evaluate_command(
+    layer: str, truth_field: str, label_field: str, layer_name: str | None, model: str | None, plot: str | None,
+    as_json: bool,
+) -> None:
+    """Compare a classified layer's labels with a truth field: accuracy, kappa, per-class figures, the matrix."""
+    classes = model_classes(model) if model else None
+    evaluation = evaluate(layer, truth_field, label_field, layer_name, classes)
+    if plot:
+        save_plot(evaluation, plot)
+    click.echo(json.dumps(evaluation.to_dict(), indent=2) if as_json else format_table(evaluation))
+    if plot:
+        click.echo(f"geoclassify: wrote {plot}", err=True)
+
+
+@cli.command("layers")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def layers_command(file: str, as_json: bool) -> None:
+    """List a vector file's layers: geometry type, feature count, CRS and fields (one line each)."""
+    layers = describe_layers(file)
+    click.echo(json.dumps(layers, indent=2) if as_json else format_layers(file, layers))
 
 
 # The server's commands import FastAPI only when `serve` runs, so `geoclassify --help` does not need the serve extra.

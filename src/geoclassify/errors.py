@@ -146,6 +146,12 @@ class FeatureSourceError(GeoclassifyError, OSError):
     code = "features"
 
 
+class FieldNotFoundError(FeatureSourceError):
+    """A field named by the user (a truth or label field) is not in the layer; the message lists those there are."""
+
+    code = "field-not-found"
+
+
 class CRSMismatchError(GeoclassifyError, ValueError):
     """The raster and the features cannot be put in one coordinate system."""
 
@@ -235,3 +241,11 @@ class ExtentWarning(GeoclassifyWarning):
 class DataLossWarning(GeoclassifyWarning):
     """Some of the user's data cannot be kept as it is: a field renamed, values cut or rounded by the output format,
     or attributes missing from the input (a shapefile without its .dbf)."""
+
+
+class UnknownClassWarning(GeoclassifyWarning):
+    """A layer being evaluated holds truth values or labels that are no class of the model."""
+
+
+class NothingToEvaluateWarning(GeoclassifyWarning):
+    """No feature has both a truth value and a label, so an evaluation has no figures."""

@@ -15,7 +15,7 @@ import geopandas as gpd
 import pandas as pd
 
 from .hooks import RunHooks, using
-from .model import Model
+from .model.runtime import Model
 from .progress import Summary
 from .request import RunRequest
 
