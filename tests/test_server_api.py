@@ -8,13 +8,13 @@ import io
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
+from test_server_support import CLASSIFY, GP, sample_root
 
 from geoclassify.server.app import create_app
 from geoclassify.server.config import ServerConfig
@@ -22,8 +22,6 @@ from geoclassify.server.jobs import ACCEPTED, CANCELLING, DISMISSED, FAILED, RUN
 from geoclassify.server.status import esri_status, ogc_status
 from geoclassify.server.users import Users
 from geoclassify.server.worker import Worker
-
-from test_server_support import CLASSIFY, GP, sample_root
 
 MODEL_INFO = "QueryDeepLearningModelInfo"
 

@@ -12,15 +12,6 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from geoclassify.server.config import ServerConfig
-from geoclassify.server.db import Database
-from geoclassify.server.jobs import ACCEPTED, DISMISSED, FAILED, RUNNING, SUCCESSFUL, JobStore
-from geoclassify.server.tool import plan_job
-from geoclassify.server.inputs import Resolver
-from geoclassify.server.items import ItemStore
-from geoclassify.server.users import User
-from geoclassify.server.worker import Worker
-
 from test_server_support import (
     CLASSIFY,
     GP,
@@ -33,6 +24,15 @@ from test_server_support import (
     staging,
     wait_for,
 )
+
+from geoclassify.server.config import ServerConfig
+from geoclassify.server.db import Database
+from geoclassify.server.inputs import Resolver
+from geoclassify.server.items import ItemStore
+from geoclassify.server.jobs import ACCEPTED, DISMISSED, FAILED, RUNNING, SUCCESSFUL, JobStore
+from geoclassify.server.tool import plan_job
+from geoclassify.server.users import User
+from geoclassify.server.worker import Worker
 
 SLOW = {"inputRaster": {"uri": "town.tif"}, "inputFeatures": {"uri": "houses.gpkg"}, "model": {"uri": "flat.dlpk"},
         "modelArguments": {"batch_size": "1"}}
