@@ -30,16 +30,34 @@ def main() -> None:
     out = data.CACHE / "server_cli_out.gpkg"
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "geoclassify", "classify", "--image", str(raster), "--features", str(houses),
-         "--model", str(model), "--out", str(out), "--overwrite", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "geoclassify",
+            "classify",
+            "--image",
+            str(raster),
+            "--features",
+            str(houses),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--overwrite",
+            "-q",
+        ],
         check=True,
     )
     cli = time.perf_counter() - started
     server = BenchServer(data.CACHE)
     try:
         started = time.perf_counter()
-        job_id = server.submit(f"dense-{int(time.time())}", inputRaster={"uri": raster.name},
-                               inputFeatures={"uri": houses.name}, model={"uri": model.name})
+        job_id = server.submit(
+            f"dense-{int(time.time())}",
+            inputRaster={"uri": raster.name},
+            inputFeatures={"uri": houses.name},
+            model={"uri": model.name},
+        )
         while (status := server.status(job_id))["jobStatus"] not in ("esriJobSucceeded", "esriJobFailed"):
             time.sleep(0.1)
         job = time.perf_counter() - started
@@ -49,8 +67,10 @@ def main() -> None:
         raise SystemExit(f"the job failed: {status['messages'][-1]['description']}")
     print("| pipeline | features | seconds | features/s |")
     print("|---|---|---|---|")
-    print(f"| geoclassify classify (CLI, process start to exit) | {args.features:,} | {cli:.1f} | "
-          f"{args.features / cli:,.0f} |")
+    print(
+        f"| geoclassify classify (CLI, process start to exit) | {args.features:,} | {cli:.1f} | "
+        f"{args.features / cli:,.0f} |"
+    )
     print(f"| REST job (submitJob to esriJobSucceeded) | {args.features:,} | {job:.1f} | {args.features / job:,.0f} |")
     print(f"\nratio: {cli / job:.2f} of the CLI's features/s (target >= 0.9)")
 

@@ -44,8 +44,12 @@ def main() -> None:
             if number is None:
                 return
             started = time.perf_counter()
-            job_id = server.submit(f"load-{number}", inputRaster={"uri": "orthophoto.tif"},
-                                   inputFeatures={"uri": "houses.gpkg"}, model={"uri": "roof-damage.dlpk"})
+            job_id = server.submit(
+                f"load-{number}",
+                inputRaster={"uri": "orthophoto.tif"},
+                inputFeatures={"uri": "houses.gpkg"},
+                model={"uri": "roof-damage.dlpk"},
+            )
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
@@ -81,13 +85,21 @@ def main() -> None:
         items = con.execute("SELECT count(*), count(DISTINCT name), count(DISTINCT job_id) FROM items").fetchone()
     leftovers = list((server.state / "jobs").iterdir()) if (server.state / "jobs").exists() else []
     print(f"{args.clients} clients, {len(job_ids)} jobs, {args.workers} workers")
-    print(f"submission: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1] * 1000:.1f} ms (target p95 < 50 ms); "
-          f"all submitted in {submitted:.2f} s")
+    print(
+        f"submission: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {latencies[-1] * 1000:.1f} ms (target p95 < 50 ms); "
+        f"all submitted in {submitted:.2f} s"
+    )
     print(f"all ended in {ended:.1f} s: {succeeded} succeeded of {len(job_ids)}")
-    print(f"store: jobs by status {states}; result items {items[0]} ({items[1]} names, {items[2]} jobs); "
-          f"job folders left {len(leftovers)}")
-    consistent = (succeeded == len(job_ids) == args.jobs and states == {"successful": args.jobs}
-                  and tuple(items) == (args.jobs,) * 3 and not leftovers)
+    print(
+        f"store: jobs by status {states}; result items {items[0]} ({items[1]} names, {items[2]} jobs); "
+        f"job folders left {len(leftovers)}"
+    )
+    consistent = (
+        succeeded == len(job_ids) == args.jobs
+        and states == {"successful": args.jobs}
+        and tuple(items) == (args.jobs,) * 3
+        and not leftovers
+    )
     print("consistent" if consistent else "NOT CONSISTENT")
     shutil.rmtree(root, ignore_errors=True)
     if not consistent:

@@ -8,19 +8,19 @@ from __future__ import annotations
 import json
 import time
 
-import geopandas as gpd
 import pytest
 
 pytest.importorskip("fastapi")
 arcgis = pytest.importorskip("arcgis")
 requests = pytest.importorskip("requests")
 
-from test_server_support import (
+from test_server_support import (  # noqa: E402
     GP,
     Server,
     add_user,
     assert_same_features,
     cli_reference,
+    download,
     sample_root,
     slow_scene,
     wait_for,
@@ -34,8 +34,9 @@ def served(tmp_path_factory):
     slow_scene(root / "slow", 4000)
     state = folder / "state"
     token = add_user(state, "alice")
-    reference = cli_reference(root / "orthophoto.tif", root / "houses.gpkg", root / "roof-damage.dlpk",
-                              folder / "cli.gpkg")
+    reference = cli_reference(
+        root / "orthophoto.tif", root / "houses.gpkg", root / "roof-damage.dlpk", folder / "cli.gpkg"
+    )
     server = Server(state, root, "--workers", "2", env={"GEOCLASSIFY_JOURNAL_FEATURES": "1"}).start()
     yield server, token, root, reference, folder
     assert server.stop() == 0  # SIGTERM: a clean stop
@@ -46,13 +47,6 @@ def session(token):
     from arcgis.auth._auth._provided_token import EsriUserTokenAuth
 
     return EsriSession(auth=EsriUserTokenAuth(token))
-
-
-def download(url, token, target):
-    reply = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert reply.status_code == 200, reply.text
-    target.write_bytes(reply.content)
-    return gpd.read_file(target)
 
 
 def test_arcgis_api_for_python_runs_both_tasks_with_uri_inputs(served):
@@ -79,8 +73,9 @@ def test_arcgis_api_for_python_runs_both_tasks_with_uri_inputs(served):
     assert labels == list(reference["ClassLabel"])
     messages = job.messages
     assert messages[-1]["type"] == "esriJobMessageTypeInformative" and "121 classified" in messages[-1]["description"]
-    raw = gis.get(f"{server.url}{GP}/ClassifyObjectsUsingDeepLearning/jobs/{job._jobid}/results/outObjects",
-                  params={"f": "json"}).json()
+    raw = gis.get(
+        f"{server.url}{GP}/ClassifyObjectsUsingDeepLearning/jobs/{job._jobid}/results/outObjects", params={"f": "json"}
+    ).json()
     result = download(raw["value"]["dataUrl"] + "?format=gpkg", token, folder / "arcgis.gpkg")
     assert_same_features(result, reference)
 
@@ -88,8 +83,13 @@ def test_arcgis_api_for_python_runs_both_tasks_with_uri_inputs(served):
 def upload(server, token, path, kind, prefix):
     with open(path, "rb") as handle:
         fields = {"kind": kind, "name": f"{prefix}-{path.stem}"}
-        reply = requests.post(server.url + "/api/items", files={"file": (path.name, handle)}, data=fields,
-                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        reply = requests.post(
+            server.url + "/api/items",
+            files={"file": (path.name, handle)},
+            data=fields,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
     assert reply.status_code == 201, reply.text
     return reply.json()["id"]
 
@@ -99,8 +99,10 @@ def test_arcgis_api_for_python_with_uploaded_items_and_a_cancel(served):
 
     server, token, root, reference, folder = served
     gis = session(token)
-    items = {kind: upload(server, token, root / name, kind, "arcgis") for kind, name in
-             (("raster", "orthophoto.tif"), ("features", "houses.gpkg"), ("model", "roof-damage.dlpk"))}
+    items = {
+        kind: upload(server, token, root / name, kind, "arcgis")
+        for kind, name in (("raster", "orthophoto.tif"), ("features", "houses.gpkg"), ("model", "roof-damage.dlpk"))
+    }
     tools = import_toolbox(server.url + GP, gis=gis)
     features = tools.classify_objects_using_deep_learning(
         input_raster={"itemId": items["raster"]},
@@ -135,8 +137,10 @@ def test_owslib_executes_and_the_ogc_client_follows_the_job(served):
     from owslib.ogcapi.processes import Processes
 
     server, token, root, reference, folder = served
-    items = {kind: upload(server, token, root / name, kind, "ogc") for kind, name in
-             (("raster", "orthophoto.tif"), ("features", "houses.gpkg"), ("model", "roof-damage.dlpk"))}
+    items = {
+        kind: upload(server, token, root / name, kind, "ogc")
+        for kind, name in (("raster", "orthophoto.tif"), ("features", "houses.gpkg"), ("model", "roof-damage.dlpk"))
+    }
     ows = Processes(server.url + "/ogcapi", headers={"Authorization": f"Bearer {token}"})
     assert "ClassifyObjectsUsingDeepLearning" in [p["id"] for p in ows.processes()]
     status = ows.execute(
@@ -151,8 +155,9 @@ def test_owslib_executes_and_the_ogc_client_follows_the_job(served):
     )
     job_id = status["jobID"]
     assert ows.response_headers["Location"].endswith(f"/ogcapi/jobs/{job_id}")
-    client = ApiClientWrapper(Configuration(host=server.url + "/ogcapi"), header_name="Authorization",
-                              header_value=f"Bearer {token}")
+    client = ApiClientWrapper(
+        Configuration(host=server.url + "/ogcapi"), header_name="Authorization", header_value=f"Bearer {token}"
+    )
     final = wait_for(lambda: (s := client.get_status(job_id)).status.value in ("successful", "failed") and s)
     assert final.status.value == "successful" and final.progress == 100
     results = client.get_result(job_id)

@@ -20,6 +20,7 @@ from test_server_support import (
     assert_same_features,
     call,
     cli_reference,
+    download,
     slow_scene,
     staging,
     wait_for,
@@ -34,8 +35,12 @@ from geoclassify.server.tool import plan_job
 from geoclassify.server.users import User
 from geoclassify.server.worker import Worker
 
-SLOW = {"inputRaster": {"uri": "town.tif"}, "inputFeatures": {"uri": "houses.gpkg"}, "model": {"uri": "flat.dlpk"},
-        "modelArguments": {"batch_size": "1"}}
+SLOW = {
+    "inputRaster": {"uri": "town.tif"},
+    "inputFeatures": {"uri": "houses.gpkg"},
+    "model": {"uri": "flat.dlpk"},
+    "modelArguments": {"batch_size": "1"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +75,12 @@ def test_accepted_jobs_survive_sigterm_and_sigkill_and_resume_with_every_feature
     slow_env = {"GEOCLASSIFY_JOURNAL_FEATURES": "1"}
     server = Server(state, root, env=slow_env).start()
     first = submit_esri(server, token, "first")
-    status, created = call("POST", f"{server.url}/ogcapi/processes/{CLASSIFY}/execution", token,
-                           body={"inputs": {**SLOW, "modelArguments": {}, "outputFeatureClass": "second"}})
+    status, created = call(
+        "POST",
+        f"{server.url}/ogcapi/processes/{CLASSIFY}/execution",
+        token,
+        body={"inputs": {**SLOW, "modelArguments": {}, "outputFeatureClass": "second"}},
+    )
     assert status == 201
     second = created["jobID"]
     wait_for(lambda: len(journal_parts(state, first, "first")) >= 3, timeout=60, interval=0.02)
@@ -98,8 +107,6 @@ def test_accepted_jobs_survive_sigterm_and_sigkill_and_resume_with_every_feature
         for job_id in (first, second):
             item = jobs.get(job_id).result["itemId"]
             target = tmp_path / f"{job_id}.gpkg"
-            from test_server_clients import download
-
             assert_same_features(download(f"{server.url}/api/items/{item}/data", token, target), reference, key="id")
         assert not staging(state, first).exists()
     finally:
@@ -153,10 +160,17 @@ def queue(config, jobs, items, name, params=SLOW):
     from geoclassify.server.jobs import new_id
 
     job_id = new_id()
-    plan = plan_job(CLASSIFY, {**params, "outputFeatureClass": name}, Resolver(config, items, User("alice")), config,
-                    job_id, default_name=False)
-    return jobs.submit("alice", plan.process, plan.request, output_name=plan.output_name, job_id=job_id,
-                       max_attempts=plan.max_attempts)
+    plan = plan_job(
+        CLASSIFY,
+        {**params, "outputFeatureClass": name},
+        Resolver(config, items, User("alice")),
+        config,
+        job_id,
+        default_name=False,
+    )
+    return jobs.submit(
+        "alice", plan.process, plan.request, output_name=plan.output_name, job_id=job_id, max_attempts=plan.max_attempts
+    )
 
 
 def test_a_job_run_twice_publishes_one_result(scene, tmp_path):

@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -72,10 +71,9 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the server ended: {self.process.stderr.read()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/", timeout=1) as reply:
-                    if reply.status == 200:
-                        return self
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/", timeout=1) as reply:
+                if reply.status == 200:
+                    return self
             time.sleep(0.1)
         raise AssertionError("the server did not start")
 
@@ -138,6 +136,14 @@ def call(method: str, url: str, token: str | None = None, form: dict | None = No
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def download(url: str, token: str, target: Path) -> gpd.GeoDataFrame:
+    """A result file, read as a layer."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        target.write_bytes(reply.read())
+    return gpd.read_file(target)
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,7 +158,7 @@ def sample_root(folder: Path) -> Path:
     """The bundled sample (121 houses, roof-damage model) copied under a data root."""
     root = folder / "data"
     root.mkdir(exist_ok=True)
-    for key, path in sample_paths().items():
+    for path in sample_paths().values():
         shutil.copy(path, root / path.name)
     return root
 

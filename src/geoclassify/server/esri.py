@@ -59,7 +59,7 @@ async def service(request: Request) -> Response:
     return reply(
         {
             "currentVersion": CURRENT_VERSION,
-            "serviceDescription": "geoclassify: Classify Objects Using Deep Learning and Query Deep Learning Model Info",
+            "serviceDescription": "geoclassify: Classify Objects Using Deep Learning, Query Deep Learning Model Info",
             "tasks": list(TASKS),
             "executionType": "esriExecutionTypeAsynchronous",
             "resultMapServerName": "",

@@ -135,9 +135,7 @@ class JobStore:
         """The job, if ``user`` may see it (its owner or an admin, while not dismissed through OGC); NotFound
         otherwise, as for no job at all. Without ``user`` (the server's own use) any job."""
         rows = self.db.read("SELECT * FROM jobs WHERE id = ?", job_id)
-        if not rows or (
-            user is not None and (rows[0]["hidden"] or (not user.admin and rows[0]["owner"] != user.name))
-        ):
+        if not rows or (user is not None and (rows[0]["hidden"] or (not user.admin and rows[0]["owner"] != user.name))):
             raise NotFound(f"there is no job {job_id!r}")
         return Job.from_row(rows[0])
 
@@ -218,7 +216,8 @@ class JobStore:
                     now,
                     now,
                     _message(
-                        "info", "Executing." if row["attempts"] == 0 else f"Executing again (attempt {row['attempts'] + 1})."
+                        "info",
+                        "Executing." if row["attempts"] == 0 else f"Executing again (attempt {row['attempts'] + 1}).",
                     ),
                     row["id"],
                 ),

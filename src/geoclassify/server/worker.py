@@ -38,6 +38,7 @@ from .modelinfo import model_info
 from .tool import MODEL_INFO, staging_folder, user_message
 
 POLL_SECONDS = 0.2
+NICENESS = 5
 CANCEL_POLL_SECONDS = 0.5
 
 
@@ -243,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Jobs yield the CPU to the web process, so submissions and status polls stay quick while jobs run; an
+    # otherwise idle machine gives the jobs all of it all the same.
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     worker = Worker(ServerConfig.load(args.state), args.id)
     with contextlib.suppress(KeyboardInterrupt):
         worker.loop()
