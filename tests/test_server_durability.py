@@ -223,3 +223,34 @@ def test_cancel_stops_a_running_job_within_5_s_and_leaves_no_partial_result(scen
         wait_for(lambda: not staging(state, job_id).exists(), timeout=5)
         assert ItemStore(Database(state)).list(User("alice")) == []
         assert call("GET", f"{server.url}/ogcapi/jobs/{job_id}", token)[0] == 404
+
+
+def test_workers_end_with_their_server_and_one_state_has_one_server(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    server = Server(state, None, "--workers", "2").start()
+    try:
+        workers = wait_for(lambda: len(server.workers()) == 2 and server.workers())
+        second = subprocess.run(
+            [sys.executable, "-m", "geoclassify", "serve", "--state", str(state), "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1 and "another geoclassify server uses --state" in second.stderr
+        os.kill(server.process.pid, signal.SIGKILL)  # the server alone: nobody tells its workers
+
+        def gone(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+
+        wait_for(lambda: all(gone(pid) for pid in workers), timeout=5)
+    finally:
+        server.stop()
