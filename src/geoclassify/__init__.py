@@ -1,8 +1,9 @@
 """geoclassify: classify objects in imagery with deep learning, the open "Classify Objects Using Deep Learning".
 
-The public API is :func:`classify_objects` and :func:`inspect_model`; :func:`load_model` loads a model once
-for many runs. A run as data is a :class:`RunRequest`, which :func:`run` carries out with the hooks of a
-:class:`RunContext` (what the CLI and a job service use). Errors derive from :class:`GeoclassifyError`.
+The public API is :func:`classify_objects` and :func:`inspect_model`, and :func:`evaluate` for how good the
+answer is; :func:`load_model` loads a model once for many runs. A run as data is a :class:`RunRequest`, which
+:func:`run` carries out with the hooks of a :class:`RunContext` (what the CLI and a job service use). Errors
+derive from :class:`GeoclassifyError`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 
 from .api import classify_objects, inspect_model
 from .errors import GeoclassifyError
+from .evaluation import Evaluation, evaluate
 from .hooks import RunHooks
 from .model.runtime import Model, load_model
 from .progress import Summary
@@ -18,6 +20,7 @@ from .request import RunRequest
 from .run import RunContext, run
 
 __all__ = [
+    "Evaluation",
     "GeoclassifyError",
     "Model",
     "RunContext",
@@ -26,6 +29,7 @@ __all__ = [
     "Summary",
     "__version__",
     "classify_objects",
+    "evaluate",
     "inspect_model",
     "load_model",
     "run",

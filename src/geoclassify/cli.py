@@ -493,7 +493,12 @@ def _arcgis_learn_lines(info: dict[str, Any]) -> list[str]:
 @click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png", help="Draw the confusion matrix here.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def evaluate_command(
-    layer: str, truth_field: str, label_field: str, layer_name: str | None, model: str | None, plot: str | None,
+    layer: str,
+    truth_field: str,
+    label_field: str,
+    layer_name: str | None,
+    model: str | None,
+    plot: str | None,
     as_json: bool,
 ) -> None:
     """Compare a classified layer's labels with a truth field: accuracy, kappa, per-class figures, the matrix."""

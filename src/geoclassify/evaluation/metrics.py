@@ -53,8 +53,9 @@ class Scores:
         return int(self.matrix.sum())
 
 
-def confusion_matrix(truth: Sequence[str] | np.ndarray, predicted: Sequence[str] | np.ndarray,
-                     classes: Sequence[str]) -> np.ndarray:
+def confusion_matrix(
+    truth: Sequence[str] | np.ndarray, predicted: Sequence[str] | np.ndarray, classes: Sequence[str]
+) -> np.ndarray:
     """Counts of (truth, predicted) pairs, rows and columns in ``classes`` order; every label must be a class."""
     truth, predicted = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
     if truth.shape != predicted.shape or truth.ndim != 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ import numpy as np
 from ..errors import MissingExtraError, OutputError
 from .report import Evaluation
 
-#: Longest class name shown in full on an axis; longer ones end in an ellipsis.
-NAME_LIMIT = 24
+#: Characters per line of a class name on an axis (two lines at most).
+LINE = 18
 
 
 def save_plot(evaluation: Evaluation, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -37,7 +38,7 @@ def save_plot(evaluation: Evaluation, path: str | os.PathLike[str], dpi: int = 1
     # Written beside the target and renamed over it, so a failure never leaves half a picture (nor the old one gone).
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial.{kind}")
     try:
-        figure.savefig(partial, format=kind, dpi=dpi)
+        figure.savefig(partial, format=kind, dpi=dpi, bbox_inches="tight", pad_inches=0.15)
         os.replace(partial, target)
     except OSError as exc:
         Path(partial).unlink(missing_ok=True)
@@ -46,7 +47,8 @@ def save_plot(evaluation: Evaluation, path: str | os.PathLike[str], dpi: int = 1
 
 
 def draw(evaluation: Evaluation, figure_class: Any = None) -> Any:
-    """The figure (a matplotlib ``Figure``), sized so that 2 to about 20 classes stay readable."""
+    """The figure (a matplotlib ``Figure``), sized so that 2 to about 20 classes stay readable: the cells get
+    smaller with more classes, never the text below 7 points, and long class names wrap onto two lines."""
     if figure_class is None:
         figure_class, _ = _matplotlib()
     classes = [_short(name) for name in evaluation.classes]
@@ -54,31 +56,39 @@ def draw(evaluation: Evaluation, figure_class: Any = None) -> Any:
     matrix = evaluation.matrix
     rows = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
-    longest = max((len(name) for name in classes), default=1)
-    side = min(13.0, max(3.2, 0.55 * n + 1.6))
-    margin = min(3.0, 0.5 + 0.075 * longest)
-    figure = figure_class(figsize=(side + margin + 1.4, side + margin + 0.6), layout="constrained")
+    side = min(12.0, max(3.2, 0.6 * n + 1.2))  # inches of the matrix itself
+    cell = 72 * side / n  # points per cell
+    size, tick_size = min(14.0, max(7.0, 0.22 * cell)), min(11.0, max(7.0, 0.2 * cell))
+    longest = max((len(line) for name in classes for line in name.split("\n")), default=1)
+    rotate = n > 6 or longest > 10
+    label = longest * tick_size * 0.62 / 72 + 0.4
+    figure = figure_class(
+        figsize=(side + label + 1.6, side + label * (0.75 if rotate else 0.3) + 1.2), layout="constrained"
+    )
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    size = max(6.0, min(13.0, 26.0 / math.sqrt(n)))
     with_share = n <= 10
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            count = int(matrix[i, j])
-            text = f"{count}\n{shares[i, j]:.0%}" if with_share and rows[i, 0] else str(count)
+            text = f"{int(matrix[i, j])}\n{shares[i, j]:.0%}" if with_share and rows[i, 0] else str(int(matrix[i, j]))
             colour = "white" if shares[i, j] > 0.55 else "#1f1f1f"
             weight = "bold" if i == j else "normal"
             axes.text(j, i, text, ha="center", va="center", color=colour, fontsize=size, fontweight=weight)
     ticks = np.arange(len(classes))
-    rotate = n > 6 or longest > 10
-    axes.set_xticks(ticks, classes, rotation=45 if rotate else 0, ha="right" if rotate else "center",
-                    rotation_mode="anchor", fontsize=max(6.0, size * 0.85))
-    axes.set_yticks(ticks, classes, fontsize=max(6.0, size * 0.85))
-    foreign = set(evaluation.unknown_truth) | set(evaluation.unknown_labels)
-    for label in [*axes.get_xticklabels(), *axes.get_yticklabels()]:
-        if label.get_text() in {_short(name) for name in foreign}:
-            label.set_fontstyle("italic")
-            label.set_color("#a03000")
+    axes.set_xticks(
+        ticks,
+        classes,
+        rotation=45 if rotate else 0,
+        ha="right" if rotate else "center",
+        rotation_mode="anchor",
+        fontsize=tick_size,
+    )
+    axes.set_yticks(ticks, classes, fontsize=tick_size)
+    foreign = {_short(name) for name in (*evaluation.unknown_truth, *evaluation.unknown_labels)}
+    for tick in [*axes.get_xticklabels(), *axes.get_yticklabels()]:
+        if tick.get_text() in foreign:
+            tick.set_fontstyle("italic")
+            tick.set_color("#a03000")
     axes.set_xlabel(f"Predicted ({evaluation.label_field})")
     axes.set_ylabel(f"Truth ({evaluation.truth_field})")
     axes.set_xticks(ticks[:-1] + 0.5, minor=True)
@@ -87,7 +97,7 @@ def draw(evaluation: Evaluation, figure_class: Any = None) -> Any:
     axes.tick_params(which="minor", length=0)
     for spine in axes.spines.values():
         spine.set_visible(False)
-    bar = figure.colorbar(image, ax=axes, shrink=0.8, fraction=0.05)
+    bar = figure.colorbar(image, ax=axes, shrink=0.8)
     bar.set_label("share of the true class (row)")
     bar.ax.yaxis.set_major_formatter(_percent_formatter())
     accuracy = "n/a" if math.isnan(evaluation.accuracy) else f"{evaluation.accuracy:.1%}"
@@ -122,7 +132,11 @@ def _percent_formatter() -> Any:
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 1] + "\u2026"
+    """At most two lines of ``LINE`` characters; the rest of a longer name becomes an ellipsis."""
+    lines = textwrap.wrap(name, LINE, break_long_words=True) or [name]
+    if len(lines) > 2:
+        lines = [lines[0], lines[1][: LINE - 1] + "\u2026"]
+    return "\n".join(lines)
 
 
 def _listed(formats: dict[str, str]) -> str:

@@ -7,7 +7,8 @@ Rules a user can rely on (the README's "How good is the answer" says the same):
 - A feature whose truth is empty (null or blank) is skipped and counted (``no_truth``); one with a truth but an
   empty label was not classified and is counted apart (``unclassified``), outside the matrix and the figures.
 - Classes are in the model's order when the classes are known (``--model``; ``classes=``), else sorted (numbers by
-  value when every label is a number), so the matrix does not depend on the order of the rows.
+  value, and digit runs in names as numbers: "class 2" before "class 10"), so the matrix does not depend on the
+  order of the rows.
 - A truth value or label that is no class of the model warns and still counts, as a class of its own after the
   model's: a feature whose true class the model cannot predict is an error the figures must show.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -45,6 +47,7 @@ from ..io.layers import PARQUET_SUFFIXES, layer_info, list_layers, resolve_layer
 from ..model.packages import open_package
 from .metrics import ClassScore, Scores, scores
 
+DIGITS = re.compile(r"(\d+)")
 #: How many unknown values a warning names before it says "and N more".
 SHOWN = 5
 
@@ -292,12 +295,18 @@ def _text(value: Any) -> str | None:
 
 
 def _natural_key(values: set[str]) -> Any:
-    """Numbers by value when every label is one ("2" before "10"), else text."""
+    """Numbers by value when every label is one ("2" before "10"), else text with its digit runs as numbers
+    ("class 2" before "class 10"), ties broken by the text itself so the order never depends on the rows."""
     try:
         numbers = all(math.isfinite(float(value)) for value in values)
     except ValueError:
         numbers = False
-    return float if numbers else str
+    if numbers:
+        return lambda value: (float(value), value)
+    return lambda value: (
+        [(0, int(part), "") if part.isdecimal() else (1, 0, part.casefold()) for part in DIGITS.split(value)],
+        value,
+    )
 
 
 def _finite(value: float) -> float | None:
