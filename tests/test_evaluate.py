@@ -266,6 +266,8 @@ def test_layer_choice_and_field_errors(two_layers, tmp_path):
         evaluate(two_layers, "Truth", "Label", layer_name="first")
     with pytest.raises(SettingError, match="both 'Truth'"):
         evaluate(two_layers, "Truth", "Truth")
+    with pytest.raises(SettingError, match="classes names 'a' more than once"):
+        evaluate(two_layers, "Truth", layer_name="first", classes=["a", "b", "a"])
     with pytest.raises(FeatureSourceError, match="not found"):
         evaluate(tmp_path / "nothing.gpkg", "Truth")
 

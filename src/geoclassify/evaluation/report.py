@@ -137,6 +137,9 @@ def evaluate(
     keep = has_truth & has_label
     truth_kept, predicted_kept = truth[keep], predicted[keep]
     known = tuple(str(c) for c in classes) if classes is not None else None
+    if known is not None and len(set(known)) != len(known):
+        repeated = sorted({c for c in known if known.count(c) > 1})
+        raise SettingError(f"«classes» names {', '.join(map(repr, repeated))} more than once; give each class once")
     order, unknown_truth, unknown_labels = class_order(truth_kept, predicted_kept, known)
     where = f"{source!r}" + (f" (layer {chosen!r})" if chosen else "")
     if known is not None:
@@ -178,7 +181,9 @@ def model_classes(model: str | os.PathLike[str]) -> tuple[str, ...]:
 
 def clean_labels(values: Sequence[Any]) -> np.ndarray:
     """Each value as comparable text, ``None`` where it is empty (null, NaN, blank)."""
-    return np.array([_text(v) for v in values] + [None], dtype=object)[:-1]  # keeps 1-D whatever the values
+    texts = np.empty(len(values), dtype=object)
+    texts[:] = [_text(v) for v in values]
+    return texts
 
 
 def class_order(
