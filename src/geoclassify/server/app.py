@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from geoclassify import GeoclassifyError, __version__
 
+from ..viewer import router as viewer_router
 from . import content, esri, ogc
 from .config import ServerConfig
 from .errors import ServerError
@@ -68,6 +69,7 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> FastAPI:
     app.include_router(esri.router)
     app.include_router(ogc.router)
     app.include_router(content.router)
+    app.include_router(viewer_router)  # the map viewer: the page at / (for browsers) and /viewer/...
 
     @app.get("/", include_in_schema=False)
     def root(request: Request) -> dict[str, Any]:
