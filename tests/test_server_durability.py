@@ -60,7 +60,7 @@ def submit_esri(server, token, name, params=SLOW):
 
 
 def journal_parts(state, job_id, name):
-    return list((staging(state, job_id) / f".{name}.gpkg.geoclassify-run").glob("part-*.npz"))
+    return list(staging(state, job_id).glob(f".{name}.gpkg*.geoclassify-run/part-*.npz"))
 
 
 def store(state):

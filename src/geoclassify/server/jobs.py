@@ -338,20 +338,20 @@ class JobStore:
                     (before, RUNNING, CANCELLING),
                 )
 
-    def sweep(self) -> int:
+    def sweep(self) -> list[tuple[str, str]]:
         """Move on the jobs whose lease ran out: queued again while attempts remain, else failed "worker lost";
-        a job being cancelled ends dismissed. Returns how many jobs moved."""
+        a job being cancelled ends dismissed. Returns each job that moved with its new state."""
         now = time.time()
-        moved = 0
+        moved: list[tuple[str, str]] = []
         with self.db.write() as con:
             rows = con.execute(
                 "SELECT id, status, attempts, max_attempts FROM jobs WHERE status IN (?, ?) AND lease_expires < ?",
                 (RUNNING, CANCELLING, now),
             ).fetchall()
             for row in rows:
-                moved += 1
                 if row["status"] == CANCELLING:
                     _end(con, row["id"], DISMISSED, "warning", "Cancelled (its worker was lost).", now)
+                    moved.append((row["id"], DISMISSED))
                 elif row["attempts"] < row["max_attempts"]:
                     con.execute(
                         f"UPDATE jobs SET status = ?, worker = NULL, lease_expires = NULL, updated = ?, {_APPEND} "
@@ -367,8 +367,10 @@ class JobStore:
                             row["id"],
                         ),
                     )
+                    moved.append((row["id"], ACCEPTED))
                 else:
                     _end(con, row["id"], FAILED, "error", f"worker lost ({row['attempts']} attempts)", now)
+                    moved.append((row["id"], FAILED))
         return moved
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ import time
 import uuid
 
 from .config import ServerConfig
-from .jobs import JobStore
+from .jobs import FINAL, JobStore
 
 #: How long the workers of a server that died may take to notice and exit (they poll their parent twice a second).
 PREVIOUS_WORKERS_GRACE = 2.0
@@ -65,7 +66,9 @@ class Supervisor:
                             self.jobs.expire(worker=worker_id)
                         self._spawn()
             with contextlib.suppress(Exception):  # a busy database: the next sweep will do
-                self.jobs.sweep()
+                for job_id, status in self.jobs.sweep():
+                    if status in FINAL:  # its worker is gone: nobody else will remove its files
+                        shutil.rmtree(self.config.state / "jobs" / job_id, ignore_errors=True)
 
     def stop(self) -> None:
         with self._lock:

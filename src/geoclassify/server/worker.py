@@ -38,7 +38,6 @@ from .modelinfo import model_info
 from .tool import MODEL_INFO, staging_folder, user_message
 
 POLL_SECONDS = 0.2
-NICENESS = 5
 CANCEL_POLL_SECONDS = 0.5
 
 
@@ -148,8 +147,9 @@ class Worker:
     def _classify(self, job: Job, heartbeat: Heartbeat) -> None:
         request = RunRequest.from_json(job.request)
         out = Path(request.output or "")
-        journal = out.parent / f".{out.name}.geoclassify-run"
-        resume = journal.is_dir()
+        # The run's journal, if an earlier attempt left one, lies beside the output in the job's own folder
+        # (".NAME[.LAYER].geoclassify-run"): whatever is there is this job's.
+        resume = any(p.is_dir() for p in out.parent.glob(f".{out.name}*.geoclassify-run"))
         if out.exists():  # a run that finished but was not published: run again (from its journal, if any)
             out.unlink()
         if resume:
@@ -244,10 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    # Jobs yield the CPU to the web process, so submissions and status polls stay quick while jobs run; an
-    # otherwise idle machine gives the jobs all of it all the same.
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
     worker = Worker(ServerConfig.load(args.state), args.id)
     with contextlib.suppress(KeyboardInterrupt):
         worker.loop()
