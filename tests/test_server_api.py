@@ -8,6 +8,7 @@ import io
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -505,3 +506,34 @@ def test_schemathesis_against_the_ogc_openapi_document(server):
         except Exception as exc:  # collect every operation's failure, then fail once
             failures.append(f"{operation.label}: {exc}")
     assert operations == 9 and not failures, "\n\n".join(failures)
+
+
+def code_package(path):
+    from conftest import TWO_CLASSES, emd_for, write_dlpk
+
+    definition = emd_for(model_file=None, Framework="PyTorch", InferenceFunction="Raising.py", Classes=TWO_CLASSES)
+    source = (Path(__file__).parent / "prf_functions" / "Raising.py").read_bytes()
+    return write_dlpk(path, definition, None, extra={"Raising.py": source})
+
+
+def test_packages_with_code_run_only_on_a_server_started_with_trust_code(server, tmp_path):
+    package = code_package(server.root / "code.dlpk")
+    refused = upload(server, "code.dlpk", "model")
+    assert refused.status_code == 400 and "Python code" in refused.json()["detail"]
+    job_id = submit(server, model=json.dumps({"uri": "code.dlpk"})).json()["jobId"]
+    work(server)
+    job = server.services.jobs.get(job_id)
+    assert job.status == FAILED and "Python code" in job.messages[-1]["text"]
+    assert not list(Path(os.environ["GEOCLASSIFY_CACHE_DIR"]).rglob("Raising.py.imported"))  # never imported
+
+    trusting = ServerConfig(state=tmp_path / "trusting", data_roots=(server.root,), trust_code=True)
+    app = create_app(trusting, start_workers=False)
+    token = Users(app.state.services.db).add("carol")
+    with open(package, "rb") as handle:
+        accepted = TestClient(app).post(
+            "/api/items",
+            files={"file": ("code.dlpk", handle)},
+            data={"kind": "model"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert accepted.status_code == 201 and accepted.json()["info"]["inferenceFunction"] is True

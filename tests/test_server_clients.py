@@ -164,6 +164,19 @@ def test_owslib_executes_and_the_ogc_client_follows_the_job(served):
     href = results["outObjects"].actual_instance.href
     assert_same_features(download(href, token, folder / "owslib.gpkg"), reference)
     assert job_id in [j.job_id for j in client.get_jobs().jobs]
+    by_uri = ows.execute(
+        "ClassifyObjectsUsingDeepLearning",
+        inputs={
+            "inputRaster": {"uri": "orthophoto.tif"},
+            "inputFeatures": {"uri": "houses.gpkg"},
+            "model": {"uri": "roof-damage.dlpk"},
+            "outputFeatureClass": "owslib-uri",
+        },
+        async_=True,
+    )["jobID"]
+    wait_for(lambda: client.get_status(by_uri).status.value == "successful")
+    href = client.get_result(by_uri)["outObjects"].actual_instance.href
+    assert_same_features(download(href, token, folder / "owslib-uri.gpkg"), reference)
     dismissed = client.dismiss(job_id)
     assert dismissed.status.value == "dismissed"
     with pytest.raises(NotFoundException):
