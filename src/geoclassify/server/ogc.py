@@ -64,8 +64,8 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + PREFIX
 
 
-@router.get("", response_model=LandingPage, summary="Landing page")
-@router.get("/", response_model=LandingPage, include_in_schema=False)
+@router.get("", response_model=LandingPage, response_model_exclude_none=True, summary="Landing page")
+@router.get("/", response_model=LandingPage, response_model_exclude_none=True, include_in_schema=False)
 def landing(request: Request) -> dict[str, Any]:
     base = _base(request)
     return {
@@ -93,7 +93,7 @@ def landing(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/conformance", response_model=ConfClasses, summary="Conformance classes")
+@router.get("/conformance", response_model=ConfClasses, response_model_exclude_none=True, summary="Conformance classes")
 def conformance() -> dict[str, Any]:
     return {"conformsTo": CONFORMANCE}
 
@@ -139,7 +139,7 @@ def _summary(request: Request, task: str) -> dict[str, Any]:
     }
 
 
-@router.get("/processes", response_model=ProcessList, summary="The processes")
+@router.get("/processes", response_model=ProcessList, response_model_exclude_none=True, summary="The processes")
 def processes(request: Request, user: UserDep) -> dict[str, Any]:
     return {
         "processes": [_summary(request, t) for t in TASKS],
@@ -153,7 +153,12 @@ def _process(task: str) -> str:
     return task
 
 
-@router.get("/processes/{processID}", response_model=Process, summary="A process's description")
+@router.get(
+    "/processes/{processID}",
+    response_model=Process,
+    response_model_exclude_none=True,
+    summary="A process's description",
+)
 def process(request: Request, processID: str, user: UserDep) -> dict[str, Any]:
     task = _process(processID)
     outputs = [p for p in PARAMETERS[task] if p.output]
@@ -231,6 +236,7 @@ def _unwrap(value: Any) -> Any:
     "/processes/{processID}/execution",
     status_code=201,
     response_model=StatusInfo,
+    response_model_exclude_none=True,
     summary="Execute a process (asynchronously)",
     responses={
         201: {
@@ -269,7 +275,9 @@ async def execute(
     headers = {"Location": f"{_base(request)}/jobs/{job.id}"}
     if prefers_async(prefer):
         headers["Preference-Applied"] = "respond-async"
-    return JSONResponse(StatusInfo(**status_info(request, job)).model_dump(mode="json"), 201, headers=headers)
+    return JSONResponse(
+        StatusInfo(**status_info(request, job)).model_dump(mode="json", exclude_none=True), 201, headers=headers
+    )
 
 
 def _interval(text: str) -> tuple[float | None, float | None]:
@@ -291,7 +299,7 @@ def _interval(text: str) -> tuple[float | None, float | None]:
     return moment, moment
 
 
-@router.get("/jobs", response_model=JobList, summary="The jobs")
+@router.get("/jobs", response_model=JobList, response_model_exclude_none=True, summary="The jobs")
 def jobs(
     request: Request,
     user: UserDep,
@@ -326,7 +334,6 @@ def jobs(
         if (minDuration is None or duration(j) >= minDuration) and (maxDuration is None or duration(j) <= maxDuration)
     ]
     page = found[offset : offset + limit]
-    base = _base(request)
     links = [{"href": str(request.url), "rel": "self", "type": "application/json"}]
     if offset + limit < len(found):
         links.append(
@@ -336,7 +343,6 @@ def jobs(
                 "type": "application/json",
             }
         )
-    del base
     return {"jobs": [status_info(request, j) for j in page], "links": links}
 
 
@@ -347,12 +353,17 @@ def _job(request: Request, job_id: str, user: User) -> Job:
         raise NoSuchJob(f"there is no job {job_id!r}") from None
 
 
-@router.get("/jobs/{jobId}", response_model=StatusInfo, summary="A job's status")
+@router.get("/jobs/{jobId}", response_model=StatusInfo, response_model_exclude_none=True, summary="A job's status")
 def job(request: Request, jobId: str, user: UserDep) -> dict[str, Any]:
     return status_info(request, _job(request, jobId, user))
 
 
-@router.delete("/jobs/{jobId}", response_model=StatusInfo, summary="Dismiss a job: cancel it, or forget it")
+@router.delete(
+    "/jobs/{jobId}",
+    response_model=StatusInfo,
+    response_model_exclude_none=True,
+    summary="Dismiss a job: cancel it, or forget it",
+)
 def dismiss(request: Request, jobId: str, user: UserDep) -> dict[str, Any]:
     """A job that has not ended is cancelled (a running one stops within seconds, leaving no result); the job
     then leaves the job list. A result already published stays in My Content."""
