@@ -23,6 +23,7 @@ from test_server_support import (
     download,
     slow_scene,
     staging,
+    stop_servers,  # noqa: F401 (an autouse fixture)
     wait_for,
 )
 

@@ -16,10 +16,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import shapely
 
 from geoclassify.api import sample_paths
@@ -47,6 +49,18 @@ def add_user(state: Path, name: str, *extra: str) -> str:
     return done.stdout.strip()
 
 
+#: Every server a test started, so a failing test leaves none behind (see :func:`stop_servers`).
+STARTED: list[Server] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_servers() -> Iterator[None]:
+    """Import into a test module to stop, after each test, the servers it started and left running."""
+    yield
+    while STARTED:
+        STARTED.pop().stop()
+
+
 class Server:
     """``geoclassify serve`` in its own process group (so a test can SIGKILL it with its workers)."""
 
@@ -67,6 +81,7 @@ class Server:
             text=True,
             start_new_session=True,
         )
+        STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
