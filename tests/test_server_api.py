@@ -537,3 +537,17 @@ def test_packages_with_code_run_only_on_a_server_started_with_trust_code(server,
             headers={"Authorization": f"Bearer {token}"},
         )
     assert accepted.status_code == 201 and accepted.json()["info"]["inferenceFunction"] is True
+
+
+def test_an_inline_emd_with_its_model_file_under_a_data_root_runs(server):
+    with zipfile.ZipFile(server.root / "roof-damage.dlpk") as archive:
+        names = archive.namelist()
+        emd = json.loads(archive.read(next(n for n in names if n.endswith(".emd"))))
+        onnx = next(n for n in names if n.endswith(".onnx"))
+        (server.root / "roof.onnx").write_bytes(archive.read(onnx))
+    emd["ModelFile"] = str(server.root / "roof.onnx")
+    job_id = submit(server, model=json.dumps(emd)).json()["jobId"]
+    work(server)
+    job = server.services.jobs.get(job_id)
+    assert job.status == SUCCESSFUL, job.messages
+    assert server.services.items.get(job.result["itemId"]).info["features"] == 121

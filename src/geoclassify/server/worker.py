@@ -154,7 +154,12 @@ class Worker:
             out.unlink()
         if resume:
             self.jobs.add_message(job.id, "info", "Continuing from its saved results.")
-        request = dataclasses.replace(request, resume=resume, trust_code=request.trust_code and self.config.trust_code)
+        request = dataclasses.replace(
+            request,
+            model=inline_package(request.model, out.parent),
+            resume=resume,
+            trust_code=request.trust_code and self.config.trust_code,
+        )
         hooks = RunHooks(
             progress=heartbeat.progress,
             cancelled=heartbeat.stopping,
@@ -204,10 +209,30 @@ class Worker:
 
     def _model_info(self, job: Job, heartbeat: Heartbeat) -> None:
         spec = json.loads(job.request)
-        info = inspect_model(spec["model"], trust_code=bool(spec.get("trust_code")) and self.config.trust_code)
+        model = inline_package(spec["model"], staging_folder(self.config, job.id))
+        info = inspect_model(model, trust_code=bool(spec.get("trust_code")) and self.config.trust_code)
         heartbeat.finish()
         self.jobs.publish(job.id, self.id, {"modelInfo": json.dumps(model_info(info))})
         shutil.rmtree(staging_folder(self.config, job.id), ignore_errors=True)
+
+
+def inline_package(model: str, folder: Path) -> str:
+    """An inline EMD (its ModelFile a file under a data root, checked at submission) as a package of its own in the
+    job's folder: the run core reads a package's files from its folder only, and an inline EMD has none."""
+    if not model.lstrip().startswith("{"):
+        return model
+    emd = json.loads(model)
+    source = Path(emd["ModelFile"])
+    package = folder / "inline-model"
+    package.mkdir(parents=True, exist_ok=True)
+    target = package / source.name
+    if not target.exists():
+        try:
+            os.link(source, target)  # the same file, instantly, where the data root is on the same disk
+        except OSError:
+            shutil.copy2(source, target)
+    (package / "inline.emd").write_text(json.dumps({**emd, "ModelFile": source.name}))
+    return os.fspath(package / "inline.emd")
 
 
 @contextlib.contextmanager
