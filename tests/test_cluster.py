@@ -23,12 +23,11 @@ import pytest
 import shapely
 from onnx import helper
 
-from geoclassify import classify_objects, cluster
+from geoclassify import classify_objects
 from geoclassify.errors import InferenceError, MissingExtraError, RasterError
 from geoclassify.io.rasters import RasterSource
 from geoclassify.model.runtime import load_model
-from geoclassify.runners.local import chip_spec
-from geoclassify.runners.processes import Execution, Task, check_execution
+from geoclassify.runners import Work, WorkerSetup, check_execution, chip_spec, cluster
 
 from conftest import MARKED, TWO_CLASSES, emd_for, marked_scene, run_classify, write_dlpk, write_raster
 from onnx_models import failing_onnx, save_graph
@@ -133,7 +132,7 @@ def run_with_a_kill(dask_client, town, monkeypatch) -> None:
     output still holds every feature once, with the local answers."""
     seen: list[np.ndarray] = []
     kill: dict[str, Any] = {}
-    run_cluster_tasks = cluster.run_cluster_tasks
+    run_works = cluster.ClusterRunner.run_works
 
     def kill_a_busy_worker() -> None:
         busy = {address: keys for address, keys in dask_client.processing().items() if keys}
@@ -143,16 +142,16 @@ def run_with_a_kill(dask_client, town, monkeypatch) -> None:
         kill["outstanding"] = town.todo - sum(map(len, seen))
         os.kill(kill["pid"], signal.SIGKILL)
 
-    def watched(tasks, execution, init_args, done) -> None:
-        def record(task, result) -> None:
-            done(task, result)
-            seen.append(result[0])
+    def watched(runner, works, setup, record, count=None) -> None:
+        def recorded(result) -> None:
+            record(result)
+            seen.append(result.targets)
             if not kill:
                 kill_a_busy_worker()
 
-        run_cluster_tasks(tasks, execution, init_args, record)
+        run_works(runner, works, setup, recorded, count)
 
-    monkeypatch.setattr(cluster, "run_cluster_tasks", watched)
+    monkeypatch.setattr(cluster.ClusterRunner, "run_works", watched)
     workers = len(dask_client.nthreads())
     got = classify_objects(town.raster, town.package, town.houses, scheduler=dask_client)
     assert kill["running"] >= 1 and kill["outstanding"] > town.todo // 2
@@ -252,10 +251,10 @@ def test_a_batch_that_always_fails_gives_the_local_error(marked, client, tmp_pat
 def test_a_worker_that_cannot_open_the_image_names_itself(town, client):
     """Workers open the images themselves; one that cannot says which worker it is."""
     model = load_model(town.package)
-    task = Task(np.array([0]), np.array([[0, 0, 16, 16]]), [None])
-    init_args = (model.recipe(), partial(RasterSource, "/nowhere/town.tif"), chip_spec(model), (0, 1, 2))
+    work = Work(np.array([0]), np.array([[0, 0, 16, 16]]), [None])
+    setup = WorkerSetup(model.recipe(), partial(RasterSource, "/nowhere/town.tif"), chip_spec(model), (0, 1, 2))
     with pytest.raises(RasterError, match=r"^Dask worker tcp://\S+: raster '/nowhere/town.tif' not found"):
-        cluster.run_cluster_tasks([task], Execution(scheduler=client), init_args, lambda *_: None)
+        cluster.ClusterRunner(client).run_works([work], setup, lambda _: None)
 
 
 @pytest.mark.parametrize(
@@ -299,8 +298,7 @@ def test_items_mode_uses_one_cluster_for_every_image(town, tmp_path, monkeypatch
 
     monkeypatch.setattr(cluster, "connect", counted)
     got = classify_objects(images, town.package, town.houses, processing_mode="items", scheduler="local:1")
-    assert [c for c in connections if isinstance(c, str)] == ["local:1"]  # the images then share its Client
-    assert len(connections) == 3
+    assert connections == ["local:1"]  # the images then share its Client
     assert (want["ItemID"] == str(second)).sum() > 500  # both images classified some features
     assert list(got["ItemID"].fillna("")) == list(want["ItemID"].fillna(""))
     assert_same(got, want)

@@ -18,7 +18,7 @@ import shapely
 from geoclassify import classify_objects
 from geoclassify.errors import OutputError, SettingError
 from geoclassify.io.journal import journal_folder
-from geoclassify.runners.processes import parse_parallel_factor
+from geoclassify.runners import parse_parallel_factor
 
 from conftest import classify_argv, flat_package, run_classify, run_cli, write_raster
 

@@ -19,7 +19,7 @@ import shapely
 
 from geoclassify.core.chips import ChipSpec, plan_windows
 from geoclassify.io.journal import journal_folder
-from geoclassify.runners.local import to_pixel_space
+from geoclassify.modes.raster_setup import to_pixel_space
 
 from conftest import SHARED_DATA, classify_argv, flat_package, run_classify, run_cli, write_raster
 

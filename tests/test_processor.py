@@ -87,7 +87,7 @@ def test_gpu_asks_onnx_runtime_for_cuda_on_that_device_with_the_cpu_behind(scene
 
 
 def test_the_device_travels_with_the_model_to_workers(scene, cuda_machine):
-    """Worker processes and Dask workers load the model from its recipe (parallel.open_worker_state)."""
+    """Worker processes and Dask workers load the model from its recipe (runners.work.open_worker_state)."""
     _, _, package = scene
     model = load_model(package, device=Device("GPU", 2))
     recipe = pickle.loads(pickle.dumps(model.recipe()))

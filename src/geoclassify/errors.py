@@ -134,6 +134,12 @@ class InferenceError(GeoclassifyError, RuntimeError):
         return cls(f"a batch failed {tries} time{'s' * (tries > 1)} («retries» {retries}): {why}")
 
 
+class ClusterError(GeoclassifyError, OSError):
+    """The Dask cluster cannot be reached, has no usable workers, or dropped the work."""
+
+    code = "cluster"
+
+
 class RasterError(GeoclassifyError, OSError):
     """The raster cannot be opened or read, or does not fit the model."""
 

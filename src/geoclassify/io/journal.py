@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ..core.predictions import BatchResult
 from ..errors import GeoclassifyError, JournalError, OutputError
 from ..settings import journal_features
 from .identity import differences
@@ -35,7 +36,7 @@ from .identity import differences
 #: Results are saved at least this often (seconds) and whenever this many features are waiting
 #: (GEOCLASSIFY_JOURNAL_FEATURES, read in settings.py: smaller saves more often, in more files).
 FLUSH_SECONDS = 1.0
-FIELDS = ("targets", "labels", "scores", "coverage")
+FIELDS = ("targets", "labels", "scores", "coverage")  # a BatchResult's, in its order
 #: Layout of run.json: {"format": FORMAT, "run": the run's fingerprint}. Journals of other layouts are not resumed.
 FORMAT = 2
 RECORD = "run.json"
@@ -153,12 +154,11 @@ class Journal:
         self.flush()
         self.item = item
 
-    def saved(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(targets, class index, confidence, coverage) of every feature the interrupted run did (on the selected
-        image)."""
+    def saved(self) -> BatchResult:
+        """The results of every feature the interrupted run did (on the selected image)."""
         items, *arrays = self._previous
         mine = items == self.item
-        return tuple(a[mine] for a in arrays)  # type: ignore[return-value]
+        return BatchResult(*(a[mine] for a in arrays))
 
     def _load(self, parts: list[Path]) -> list[np.ndarray]:
         loaded = []
@@ -173,11 +173,10 @@ class Journal:
             loaded.append(arrays)
         return [np.concatenate(column) for column in zip(*loaded, strict=True)] if loaded else _nothing()
 
-    def add(self, targets: np.ndarray, labels: np.ndarray, scores: np.ndarray, coverage: np.ndarray) -> None:
-        targets = np.asarray(targets)
-        item = np.full(len(targets), self.item, dtype=np.int64)
-        self._buffer.append((item, targets, np.asarray(labels), np.asarray(scores), np.asarray(coverage)))
-        self._buffered += len(targets)
+    def add(self, result: BatchResult) -> None:
+        item = np.full(len(result), self.item, dtype=np.int64)
+        self._buffer.append((item, *(np.asarray(getattr(result, name)) for name in FIELDS)))
+        self._buffered += len(result)
         if self._buffered >= journal_features() or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 

@@ -19,18 +19,19 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from ..core.plan import PlanBuilder
+from ..core.predictions import Predictions
 from ..environment import DEFAULT_RESAMPLING
 from ..errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
 from ..fields import check_lost, reproject
+from ..hooks import tracking
 from ..io.feature_batches import FeatureBatches
 from ..io.images import ImageRef
 from ..io.journal import Journal
 from ..io.mosaics import GridSource, mosaic_grid
 from ..io.rasters import RasterSource
 from ..model.runtime import Model
-from ..progress import progress_bar
-from ..runners.local import Predictions, chip_spec, classify_plan, prepare_raster, to_pixel_space
-from ..runners.processes import Execution
+from ..runners import Runner, chip_spec, classify_plan
+from .raster_setup import prepare_raster, to_pixel_space
 from .whole_images import footprint, open_image
 
 
@@ -58,8 +59,7 @@ def classify_mosaic(
     batches: FeatureBatches,
     features_label: object,
     cell_size: float | None,
-    progress: bool,
-    execution: Execution | None = None,
+    runner: Runner,
     journal: Journal | None = None,
     resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> Predictions:
@@ -75,8 +75,8 @@ def classify_mosaic(
             builder.add(to_pixel_space(raster.transform, moved))
         check_lost(lost, placed, batches.crs, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
         opener = partial(open_mosaic, refs, cell_size, resampling)
-        with builder.finish() as plan, progress_bar(plan.count, progress) as advance:
-            return classify_plan(model, raster, plan, band_indexes, advance, execution, opener, journal)
+        with builder.finish() as plan, tracking(plan.count) as advance:
+            return classify_plan(model, raster, plan, band_indexes, runner, opener, journal, advance)
 
 
 @dataclass
@@ -111,8 +111,7 @@ def classify_items(
     batches: FeatureBatches,
     features_label: object,
     cell_size: float | None,
-    progress: bool,
-    execution: Execution | None = None,
+    runner: Runner,
     journal: Journal | None = None,
     resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> ItemRows:
@@ -154,7 +153,7 @@ def classify_items(
     empty = np.concatenate(empties) if empties else np.zeros(0, dtype=bool)
     parts: list[tuple[np.ndarray, int, Predictions]] = []
     covered = np.zeros(len(empty), dtype=bool)
-    with progress_bar(None, progress) as advance:
+    with tracking(None) as advance:
         for item in items:
             with item.builder.finish() as plan:
                 if item.skipped or plan.count == 0:
@@ -170,7 +169,7 @@ def classify_items(
                     journal.select(item.position)
                 with opener() as source:
                     band_indexes = prepare_raster(model, source)
-                    predictions = classify_plan(model, source, plan, band_indexes, advance, execution, opener, journal)
+                    predictions = classify_plan(model, source, plan, band_indexes, runner, opener, journal, advance)
             covered[hits] = True
             parts.append((hits, item.position, predictions))
         lonely = np.flatnonzero(~covered)

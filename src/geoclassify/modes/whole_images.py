@@ -26,7 +26,8 @@ from ..io.images import ImageRef
 from ..io.mosaics import GridSource, mosaic_grid
 from ..io.rasters import RasterSource
 from ..model.runtime import Model
-from ..runners.local import check_cell_size, chip_spec
+from ..runners import chip_spec
+from .raster_setup import check_cell_size
 
 
 @dataclass

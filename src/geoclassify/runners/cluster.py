@@ -1,49 +1,37 @@
-"""Batches on a Dask cluster (``--scheduler``): the same work as local worker processes, on other machines.
+"""The Dask runner (``scheduler``): the same batches as local worker processes, on other machines.
 
-Batches arrive in the pipeline's Z-order; runs of consecutive ones become partitions, one Dask task each, so a
-worker reads neighbouring tiles and a task is worth its scheduling overhead. The model package travels once: its
-bytes are scattered to every worker, written into the worker's package cache under their SHA-256, and loaded once
-per worker thread and run, like a local worker process. Workers open the images themselves (by the same paths or
-URIs); the feature layer stays here. Only a few partitions per worker thread are in flight, so this process's
-memory does not grow with the run, and results reach ``done`` as partitions finish. Dask reruns the tasks of a
-worker that dies; a partition that fails (a model error, or Dask giving up after repeated worker deaths) is
-submitted again up to ``--retries`` times.
+Batches arrive in tile order; runs of consecutive ones become partitions, one Dask task each, so a worker reads
+neighbouring tiles and a task is worth its scheduling overhead. The model package travels once (see
+:mod:`.shipping`): scattered to every worker and loaded once per worker thread, like a local worker process.
+Workers open the images themselves (by the same paths or URIs); the feature layer stays here. Only a few
+partitions per worker thread are in flight, so this process's memory does not grow with the run, and results are
+recorded as partitions finish. Dask reruns the tasks of a worker that dies; a partition that fails (a model error,
+or Dask giving up after repeated worker deaths) is submitted again up to ``retries`` times.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import itertools
-import logging
 import math
-import os
-import signal
-import tempfile
 import threading
 import uuid
-import zipfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import __version__
-from ..errors import GeoclassifyError, InferenceError, MissingExtraError, ModelPackageError, SettingError
-from ..model.packages import MAX_PACKAGE_ENTRIES, cache_dir, extract_dlpk, max_package_bytes
-from ..model.runtime import ModelRecipe
-from .processes import Execution, Opener, Task, WorkerState, open_worker_state, run_task
+from ..core.predictions import BatchResult
+from ..errors import ClusterError, GeoclassifyError, InferenceError
+from .base import PlanJob, Record, RetryPolicy
+from .scheduler import connect, scheduler_timeout
+from .shipping import Shipment, ship_package
+from .work import Work, WorkerSetup, WorkerState, open_worker_state, run_work
 
 if TYPE_CHECKING:
     from distributed import Client
-
-Result = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 #: Most features in one Dask task: big enough that scheduling costs nothing next to the work, small enough that a
 #: lost worker costs little and the progress bar moves.
@@ -54,222 +42,10 @@ PARTITIONS_PER_THREAD = 4
 #: results come back, and bounds what this process holds.
 IN_FLIGHT_PER_THREAD = 3
 MIN_IN_FLIGHT = 4
-#: Seconds to wait for a scheduler to answer, and for a cluster without workers to get one
-#: (GEOCLASSIFY_SCHEDULER_TIMEOUT overrides it).
-SCHEDULER_TIMEOUT = 20.0
 #: Runs whose loaded model and open raster a worker thread keeps (two runs may share a cluster).
 RUNS_KEPT = 2
 #: Times a run sends the model again after every worker holding it died (a cluster of one worker, restarted).
 RESHIPMENTS = 3
-INSTALL_HINT = "install the extra with `pip install 'geoclassify[dask]'`"
-FORMS = (
-    "give a Dask scheduler's address (tcp://HOST:PORT, or tls://HOST:PORT), local (a local cluster, one worker "
-    "per core) or local:N (N workers)"
-)
-
-
-def check_scheduler(scheduler: Any) -> None:
-    """Refuse a value that names no cluster, before the run reads anything; a Client object is taken as is."""
-    distributed = _require_dask()
-    if not isinstance(scheduler, str):
-        if isinstance(scheduler, distributed.Client):
-            return
-        raise SettingError(f"«scheduler»: {FORMS}; got a {type(scheduler).__name__}")
-    text = scheduler.strip()
-    if text == "local" or text.startswith("local:"):
-        _local_workers(text)
-        return
-    from distributed.comm import parse_address
-    from distributed.comm.registry import get_backend
-
-    try:
-        scheme, location = parse_address(text, strict=False)
-        get_backend(scheme).get_address_host_port(location)
-    except ValueError as exc:
-        raise SettingError(f"«scheduler» {scheduler!r}: {FORMS} ({exc})") from None
-
-
-def _local_workers(text: str) -> int:
-    count = text.partition(":")[2]
-    if not count:
-        return os.cpu_count() or 1
-    if not count.isdigit() or int(count) < 1:
-        raise SettingError(f"«scheduler» {text!r}: local:N takes a number of worker processes, 1 or more (local:4)")
-    return int(count)
-
-
-def _require_dask() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise MissingExtraError(
-            f"«scheduler» needs Dask's distributed scheduler, which is not installed: {INSTALL_HINT}"
-        ) from None
-    return distributed
-
-
-def scheduler_timeout() -> float:
-    text = os.environ.get("GEOCLASSIFY_SCHEDULER_TIMEOUT")
-    if text is None:
-        return SCHEDULER_TIMEOUT
-    try:
-        value = float(text)
-        if value <= 0:
-            raise ValueError
-    except ValueError:
-        raise SettingError(f"GEOCLASSIFY_SCHEDULER_TIMEOUT={text!r}: give a number of seconds above 0") from None
-    return value
-
-
-@contextmanager
-def connect(scheduler: Any) -> Iterator[tuple[Client, str]]:
-    """A client of the cluster ``scheduler`` names, and how to name it in messages; what is opened here is closed
-    here, and a Client passed in is left open for its owner."""
-    distributed = _require_dask()
-    if isinstance(scheduler, distributed.Client):
-        yield scheduler, f"the Dask scheduler at {scheduler.scheduler.address}"
-        return
-    check_scheduler(scheduler)
-    text = scheduler.strip()
-    if text == "local" or text.startswith("local:"):
-        workers = _local_workers(text)
-        with _workers_ignore_ctrl_c():
-            cluster = distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,  # a run's own cluster: its errors reach us through the futures
-            )
-        with cluster, distributed.Client(cluster, set_as_default=False) as client:
-            yield client, f"the local Dask cluster of {workers} workers"
-        return
-    timeout = scheduler_timeout()
-    try:
-        client = distributed.Client(text, timeout=timeout, set_as_default=False)
-    except OSError as exc:
-        raise ClusterError(
-            f"cannot reach the Dask scheduler at {text} ({exc}); start it there (`dask scheduler`) or fix "
-            "«scheduler» (GEOCLASSIFY_SCHEDULER_TIMEOUT sets how long to wait)"
-        ) from None
-    with client:
-        yield client, f"the Dask scheduler at {text}"
-
-
-@contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Start worker processes with SIGINT ignored (inherited through exec): Ctrl-C in a terminal reaches the whole
-    process group, and this process, not each worker, should stop the run and close the cluster."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def hold_cluster(execution: Execution, stack: contextlib.ExitStack) -> Execution:
-    """Connect once for a whole run (items mode runs one plan per image, and ``local`` would start a cluster for
-    each): the same execution with the connected Client, closed when ``stack`` is."""
-    if not isinstance(execution.scheduler, str):
-        return execution
-    client, _ = stack.enter_context(connect(execution.scheduler))
-    return replace(execution, scheduler=client)
-
-
-class ClusterError(GeoclassifyError, OSError):
-    """The Dask cluster cannot be reached, has no usable workers, or dropped the work."""
-
-
-# -- the model package, shipped once ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Shipment:
-    """A model package as bytes, for workers that cannot see this machine's files.
-
-    A .dlpk or .onnx travels as it is; an .emd travels as a zip of its folder (the model file and any inference
-    function beside it), which workers unpack like a .dlpk. ``origin`` is the package's path here, so messages from
-    workers name the file the user gave, not the worker's copy.
-    """
-
-    digest: str
-    name: str
-    data: bytes = b""
-    member: str | None = None
-    origin: str = ""
-
-    def install(self) -> tuple[str, str]:
-        """Write the package into this machine's cache, once per content: (the path to load, the local path that
-        stands for :attr:`label` in messages)."""
-        folder = cache_dir() / "shipped" / self.digest[:32]
-        path = folder / self.name
-        try:
-            if not path.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                handle, staging = tempfile.mkstemp(prefix=".ship-", dir=folder)
-                try:
-                    with os.fdopen(handle, "wb") as out:
-                        out.write(self.data)
-                    os.replace(staging, path)  # atomic: threads and processes sharing a cache see all or nothing
-                finally:
-                    if os.path.exists(staging):
-                        os.unlink(staging)
-        except OSError as exc:
-            raise ClusterError(
-                f"cannot write the model package into {folder} ({exc.strerror or exc}); give the workers a writable "
-                "GEOCLASSIFY_CACHE_DIR"
-            ) from None
-        if self.member is None:
-            return str(path), str(path)
-        unpacked = extract_dlpk(path)
-        return str(unpacked / self.member), str(unpacked)
-
-    @property
-    def label(self) -> str:
-        """The package's path (a single file) or folder (an .emd's) on the machine that shipped it."""
-        return self.origin if self.member is None else str(Path(self.origin).parent)
-
-    def __repr__(self) -> str:  # the bytes would flood Dask's logs
-        return f"Shipment({self.origin!r}, {len(self.data)} bytes, sha256 {self.digest[:12]})"
-
-
-def ship_package(origin: str) -> Shipment:
-    """Read the package a recipe loads from, as Shipment; refuses an inline EMD, whose files are only findable
-    from this process's working folder."""
-    if origin.lstrip().startswith("{"):
-        raise ModelPackageError(
-            "an inline EMD cannot be sent to Dask workers: save it as an .emd file beside its model file (or build "
-            "a .dlpk with `geoclassify package`) and pass that path"
-        )
-    path = Path(origin)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".onnx", ".dlpk") or (suffix != ".emd" and zipfile.is_zipfile(path)):
-            data, name, member = path.read_bytes(), path.name, None
-        else:
-            data, name, member = _zip_folder(path), "package.zip", path.name
-    except OSError as exc:
-        raise ModelPackageError(f"{origin}: cannot read the model package to send it to Dask ({exc})") from None
-    return Shipment(hashlib.sha256(data).hexdigest(), name, data, member, origin)
-
-
-def _zip_folder(emd: Path) -> bytes:
-    """The .emd's folder as an uncompressed zip (model files hardly compress), within the package limits."""
-    limit = max_package_bytes()
-    files = sorted(p for p in emd.parent.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    if len(files) > MAX_PACKAGE_ENTRIES or sum(p.stat().st_size for p in files) > limit:
-        raise ModelPackageError(
-            f"{emd}: its folder holds too much to send to Dask workers ({len(files)} files); put the .emd and its "
-            "files in a folder of their own, or build a .dlpk with `geoclassify package`"
-        )
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for file in files:
-            archive.write(file, file.relative_to(emd.parent).as_posix())
-    return buffer.getvalue()
 
 
 # -- on the workers -----------------------------------------------------------------------------------------------
@@ -280,10 +56,7 @@ class _Run:
     """What every partition of one run shares; ``token`` tells this run's loaded models from other runs'."""
 
     token: str
-    recipe: ModelRecipe
-    opener: Opener
-    spec: Any
-    bands: tuple[int, ...]
+    setup: WorkerSetup
 
 
 #: Loaded model and open raster per (run token, worker thread), with the local path of the package they came from.
@@ -293,14 +66,13 @@ _STATES: dict[tuple[str, int], tuple[WorkerState, str]] = {}
 _STATES_LOCK = threading.Lock()
 
 
-def _run_partition(shipment: Shipment, run: _Run, tasks: list[Task]) -> Result:
+def _run_partition(shipment: Shipment, run: _Run, works: list[Work]) -> BatchResult:
     """A Dask task: each batch of the partition as a local worker runs it, results joined."""
     state, local = _worker_state(shipment, run)
     try:
-        parts = [run_task(state, task) for task in tasks]
+        return BatchResult.joined([run_work(state, work) for work in works])
     except GeoclassifyError as exc:
         raise _relabel(exc, local, shipment.label) from None
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
 def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
@@ -313,7 +85,7 @@ def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
     local = ""
     try:
         path, local = shipment.install()
-        state = open_worker_state(replace(run.recipe, origin=path), run.opener, run.spec, run.bands)
+        state = open_worker_state(replace(run.setup, recipe=replace(run.setup.recipe, origin=path)))
     except GeoclassifyError as exc:
         # Most likely the images are not reachable from this worker: say which worker it was.
         raise type(exc)(f"Dask worker {_worker_address()}: {_relabel(exc, local, shipment.label)}") from None
@@ -354,24 +126,53 @@ def _version() -> str:
 # -- on this machine ----------------------------------------------------------------------------------------------
 
 
-def run_cluster_tasks(
-    tasks: Iterable[Task], execution: Execution, init_args: tuple[Any, ...], done: Callable[[Task, Result], None]
-) -> None:
-    """Run every task on the cluster ``execution.scheduler`` names; ``done`` gets each task's results (in the
-    order partitions finish, exactly once each)."""
-    recipe, opener, spec, band_indexes = init_args
-    count = len(tasks) if hasattr(tasks, "__len__") else None
-    source = iter(tasks)
-    first = next(source, None)
-    if first is None:
-        return  # nothing to classify: no cluster to start
-    shipment = ship_package(recipe.origin)
-    run = _Run(uuid.uuid4().hex, recipe, opener, spec, tuple(band_indexes))
-    with connect(execution.scheduler) as (client, where):
-        threads = _ready_threads(client, where)
-        per_partition = _batches_per_partition(count, threads, len(first.targets))
-        partitions = _partitions(itertools.chain([first], source), per_partition)
-        _dispatch(client, where, shipment, run, partitions, execution.retries, done)
+class ClusterRunner:
+    """Batches on the Dask cluster ``scheduler`` names (an address, ``local[:N]``, or a connected Client).
+
+    Inside ``with``, the cluster is connected to (or started) at the first plan and kept for every plan of the
+    run: items mode runs one plan per image, and ``local`` would otherwise start a cluster for each. Outside, each
+    plan connects for itself. A Client passed in is left open for its owner either way.
+    """
+
+    def __init__(self, scheduler: Any, retries: int = 0) -> None:
+        self.scheduler = scheduler
+        self.retries = retries
+        self._stack: contextlib.ExitStack | None = None
+        self._held: tuple[Client, str] | None = None
+
+    def __enter__(self) -> ClusterRunner:
+        self._stack = contextlib.ExitStack()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stack, self._stack, self._held = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+    def run(self, job: PlanJob, record: Record) -> None:
+        self.run_works(job.works(), job.setup(), record, job.work_count)
+
+    def run_works(self, works: Iterable[Work], setup: WorkerSetup, record: Record, count: int | None = None) -> None:
+        """Run every batch on the cluster (``count`` of them, when known); ``record`` gets each partition's results
+        as it finishes, exactly once each."""
+        source = iter(works)
+        first = next(source, None)
+        if first is None:
+            return  # nothing to classify: no cluster to start
+        shipment = ship_package(setup.recipe.origin)
+        run = _Run(uuid.uuid4().hex, setup)
+        with self._connection() as (client, where):
+            threads = _ready_threads(client, where)
+            per_partition = _batches_per_partition(count, threads, len(first.targets))
+            partitions = _partitions(itertools.chain([first], source), per_partition)
+            _dispatch(client, where, shipment, run, partitions, RetryPolicy(self.retries), record)
+
+    def _connection(self) -> contextlib.AbstractContextManager[tuple[Client, str]]:
+        if self._stack is None:
+            return connect(self.scheduler)  # this plan only
+        if self._held is None:
+            self._held = self._stack.enter_context(connect(self.scheduler))
+        return contextlib.nullcontext(self._held)
 
 
 def _ready_threads(client: Client, where: str) -> int:
@@ -403,9 +204,9 @@ def _batches_per_partition(count: int | None, threads: int, batch: int) -> int:
     return max(1, min(largest, math.ceil(count / (PARTITIONS_PER_THREAD * threads))))
 
 
-def _partitions(tasks: Iterator[Task], size: int) -> Iterator[list[Task]]:
-    """Consecutive batches in groups of ``size``: neighbours in Z-order stay together."""
-    while part := list(itertools.islice(tasks, size)):
+def _partitions(works: Iterator[Work], size: int) -> Iterator[list[Work]]:
+    """Consecutive batches in groups of ``size``: neighbours in tile order stay together."""
+    while part := list(itertools.islice(works, size)):
         yield part
 
 
@@ -414,18 +215,17 @@ def _dispatch(
     where: str,
     shipment: Shipment,
     run: _Run,
-    partitions: Iterator[list[Task]],
-    retries: int,
-    done: Callable[[Task, Result], None],
+    partitions: Iterator[list[Work]],
+    retry: RetryPolicy,
+    record: Record,
 ) -> None:
     import distributed
 
     shared: list[distributed.Future] = []  # the package and the run's setup, on every worker
     generation = 0  # how often they were sent: a worker death can take the last copies with it
     numbered = enumerate(partitions)
-    waiting: deque[tuple[int, list[Task]]] = deque()  # partitions to run again, before new ones
-    attempts: dict[int, int] = {}
-    in_flight: dict[distributed.Future, tuple[int, list[Task], int]] = {}
+    waiting: deque[tuple[int, list[Work]]] = deque()  # partitions to run again, before new ones
+    in_flight: dict[distributed.Future, tuple[int, list[Work], int]] = {}
     recorded: set[int] = set()
     finished = distributed.as_completed(loop=client.loop)
     serial = itertools.count()
@@ -451,15 +251,9 @@ def _dispatch(
             in_flight[future] = (index, part, generation)
             finished.add(future)
 
-    def again(index: int, part: list[Task], why: str) -> None:
-        attempts[index] = attempts.get(index, 0) + 1
-        if attempts[index] > retries:
-            raise InferenceError.out_of_retries(attempts[index], retries, why) from None
-        waiting.append((index, part))
-
-    def cancelled(index: int, part: list[Task], sent: int, exc: BaseException) -> None:
-        """Dask cancels the tasks whose inputs died with the last workers holding them: send them again (a few
-        times per run); any other cancellation ends the run."""
+    def cancelled(sent: int, exc: BaseException) -> None:
+        """Dask cancels the tasks whose inputs died with the last workers holding them: send the inputs again (a
+        few times per run); any other cancellation ends the run."""
         if sent == generation and all(future.status == "finished" for future in shared):
             raise ClusterError(f"{where} dropped the work ({exc!r}); is the scheduler still running?") from None
         if sent == generation:
@@ -471,7 +265,6 @@ def _dispatch(
             except TimeoutError:
                 raise ClusterError(f"{where} lost its workers and none came back within {timeout:g} s") from None
             ship()
-        waiting.append((index, part))
 
     try:
         ship()
@@ -481,21 +274,23 @@ def _dispatch(
             try:
                 result = future.result()
             except InferenceError as exc:
-                again(index, part, exc.message)
+                retry.again(index, exc.message)
+                waiting.append((index, part))
             except distributed.KilledWorker:
-                again(
-                    index, part, f"Dask gave up on it: the workers running it died repeatedly (see the logs of {where})"
+                retry.again(
+                    index, f"Dask gave up on it: the workers running it died repeatedly (see the logs of {where})"
                 )
+                waiting.append((index, part))
             except CancelledError as exc:
-                cancelled(index, part, sent, exc)
+                cancelled(sent, exc)
+                waiting.append((index, part))
             except GeoclassifyError as exc:
                 raise exc.with_traceback(None) from None  # the message is the story; the remote frames are not
             else:
                 if index not in recorded:  # a partition counts once, whatever Dask did behind the scenes
                     recorded.add(index)
-                    attempts.pop(index, None)
-                    for task, piece in zip(part, _split(result, part), strict=True):
-                        done(task, piece)
+                    retry.done(index)
+                    record(result)
             submit()
     finally:
         client.cancel(list(in_flight))
@@ -504,8 +299,3 @@ def _dispatch(
         shared.clear()  # the scheduler drops the package once no client holds it
         with contextlib.suppress(Exception):  # a cluster gone bad must not hide the error that ends the run
             client.run(_forget, run.token, wait=False)
-
-
-def _split(result: Result, part: list[Task]) -> Iterator[Result]:
-    cuts = np.cumsum([len(task.targets) for task in part])[:-1]
-    return zip(*(np.split(column, cuts) for column in result), strict=True)  # type: ignore[return-value]

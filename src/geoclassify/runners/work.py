@@ -1,0 +1,136 @@
+"""The worker contract: what a batch is (:class:`Work`), what a worker needs to start (:class:`WorkerSetup`) and
+keeps (:class:`WorkerState`), and how it runs a batch (:func:`run_work`).
+
+Every runner cuts chips and classifies them through the functions here, so a feature's result does not depend on
+whether it ran in this process, in a worker process or on a Dask worker. Setup and work are plain picklable
+values: they cross process and machine boundaries as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from ..core.chips import Chip, ChipSpec, cut_chip
+from ..core.predictions import BatchResult
+from ..io.mosaics import GridSource
+from ..io.rasters import RasterSource
+from ..model.runtime import Model, ModelRecipe
+
+#: A raster the loop reads windows from: one image, or a collection on one grid.
+Raster = RasterSource | GridSource
+#: How a worker opens the run's raster itself (a picklable callable: a partial of the function that opened it).
+Opener = Callable[[], Raster]
+
+
+def chip_spec(model: Model) -> ChipSpec:
+    """The chips ``model`` takes: what planning places and every runner cuts."""
+    definition = model.definition
+    return ChipSpec(
+        height=model.chip_height,
+        width=model.chip_width,
+        fixed=definition.crop_size_fixed,
+        blacken=definition.blacken_around_feature,
+    )
+
+
+@dataclass(frozen=True)
+class Work:
+    """One batch of features for a worker: their positions in the input, their windows and (for blackening) their
+    polygons in pixel space as WKB, which pickles smaller and faster than geometries."""
+
+    targets: np.ndarray
+    windows: np.ndarray
+    polygons: list[bytes | None]
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker needs before its first batch: how to load the model and open the raster, the chips to cut
+    and the raster bands the model reads."""
+
+    recipe: ModelRecipe
+    opener: Opener
+    spec: ChipSpec
+    band_indexes: tuple[int, ...]
+
+
+@dataclass
+class WorkerState:
+    """What a worker keeps between batches, so the raster is opened and the model loaded once, not per batch."""
+
+    model: Model
+    raster: Raster
+    spec: ChipSpec
+    band_indexes: tuple[int, ...]
+
+
+def open_worker_state(setup: WorkerSetup) -> WorkerState:
+    """Load the model with one inference thread (a worker's parallelism is its siblings) and open the raster."""
+    loaded = setup.recipe.load(threads=1)
+    raster = setup.opener()
+    raster.select_bands(loaded.definition.extract_bands)
+    return WorkerState(loaded, raster, setup.spec, setup.band_indexes)
+
+
+def run_work(state: WorkerState, work: Work) -> BatchResult:
+    """One batch on a worker (a process of the pool or a Dask worker thread)."""
+    polygons = [shapely.from_wkb(p) if p is not None else None for p in work.polygons]
+    return classify_windows(
+        state.model, state.raster, state.spec, state.band_indexes, work.windows, polygons, work.targets
+    )
+
+
+@dataclass
+class Region:
+    """Pixels of one tile's windows, read once; chips are cut from them by slicing."""
+
+    row_off: int
+    col_off: int
+    pixels: np.ndarray
+    valid: np.ndarray
+
+    def reader(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        r, c = row_off - self.row_off, col_off - self.col_off
+        return self.pixels[:, r : r + height, c : c + width], self.valid[r : r + height, c : c + width]
+
+
+def read_region(raster: Raster, windows: np.ndarray) -> Region:
+    """The smallest block holding every one of ``windows``, in one read."""
+    r0, c0 = int(windows[:, 0].min()), int(windows[:, 1].min())
+    r1 = int((windows[:, 0] + windows[:, 2]).max())
+    c1 = int((windows[:, 1] + windows[:, 3]).max())
+    pixels, valid = raster.read_window(r0, c0, r1 - r0, c1 - c0)
+    return Region(r0, c0, pixels, valid)
+
+
+def classify_windows(
+    model: Model,
+    raster: Raster,
+    spec: ChipSpec,
+    band_indexes: tuple[int, ...],
+    windows: np.ndarray,
+    polygons: Sequence[shapely.Geometry | None],
+    targets: np.ndarray,
+) -> BatchResult:
+    """Cut and classify one batch of windows, read as one region."""
+    region = read_region(raster, windows)
+    chips = [cut_chip(region.reader, window, spec, polygon) for window, polygon in zip(windows, polygons, strict=True)]
+    return classify_chips(model, band_indexes, np.asarray(targets), chips)
+
+
+def classify_chips(model: Model, band_indexes: tuple[int, ...], targets: np.ndarray, chips: list[Chip]) -> BatchResult:
+    """Classify the chips that hold any valid pixel; the others keep class index -1."""
+    labels = np.full(len(chips), -1, dtype=np.int64)
+    scores = np.full((len(chips), *model.score_shape), np.nan)
+    covered = np.array([c.coverage for c in chips], dtype=np.float64)
+    keep = np.flatnonzero(covered > 0)
+    if len(keep):
+        pixels = np.stack([chips[k].pixels for k in keep])
+        valid = np.stack([chips[k].valid for k in keep])
+        ids = [f"feature {targets[k]}" for k in keep]
+        labels[keep], scores[keep] = model.classify(pixels, valid, band_indexes, ids, owned=True)
+    return BatchResult(targets, labels, scores, covered)
