@@ -551,3 +551,21 @@ def test_an_inline_emd_with_its_model_file_under_a_data_root_runs(server):
     job = server.services.jobs.get(job_id)
     assert job.status == SUCCESSFUL, job.messages
     assert server.services.items.get(job.result["itemId"]).info["features"] == 121
+
+
+def test_users_commands_add_list_remove(tmp_path, capsys):
+    from geoclassify.cli import main
+
+    state = str(tmp_path / "state")
+    assert main(["users", "add", "dana", "--admin", "--state", state]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("gc_") and len(token) > 40
+    stored = (tmp_path / "state" / "jobs.sqlite").read_bytes()
+    assert token.encode() not in stored  # only its hash is kept
+    assert main(["users", "add", "dana", "--state", state]) == 1
+    assert "user 'dana' exists" in capsys.readouterr().err
+    assert main(["users", "list", "--state", state]) == 0
+    assert capsys.readouterr().out.strip() == "dana (admin)"
+    assert main(["users", "remove", "dana", "--state", state]) == 0
+    assert main(["users", "remove", "dana", "--state", state]) == 1
+    assert "there is no user 'dana'" in capsys.readouterr().err
