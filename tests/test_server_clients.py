@@ -30,6 +30,8 @@ from test_server_support import (  # noqa: E402
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clients")
+    patch = pytest.MonkeyPatch()  # this module's server and CLI runs extract packages here, never the user's
+    patch.setenv("GEOCLASSIFY_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     root = sample_root(folder)
     slow_scene(root / "slow", 4000)
     state = folder / "state"
@@ -40,6 +42,7 @@ def served(tmp_path_factory):
     server = Server(state, root, "--workers", "2", env={"GEOCLASSIFY_JOURNAL_FEATURES": "1"}).start()
     yield server, token, root, reference, folder
     assert server.stop() == 0  # SIGTERM: a clean stop
+    patch.undo()
 
 
 def session(token):

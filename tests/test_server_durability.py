@@ -49,7 +49,9 @@ def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("durable")
     root = folder / "data"
     raster, houses, package = slow_scene(root, 2000)
-    reference = cli_reference(raster, houses, package, folder / "cli.gpkg")
+    with pytest.MonkeyPatch.context() as patch:  # the CLI extracts the package in the tests' cache, not the user's
+        patch.setenv("GEOCLASSIFY_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        reference = cli_reference(raster, houses, package, folder / "cli.gpkg")
     return folder, root, reference
 
 
