@@ -150,7 +150,7 @@ def test_a_failure_while_writing_keeps_the_results_for_resume(town, tmp_path, mo
     def full_disk(*args, **kwargs):
         raise OutputError("cannot write GPKG output: No space left on device")
 
-    monkeypatch.setattr("geoclassify.api.write_batches", full_disk)
+    monkeypatch.setattr("geoclassify.runs.write_batches", full_disk)
     with pytest.raises(OutputError, match="No space left") as failure:
         classify_objects(raster, package, houses, out)
     assert re.search(r"The (19\d\d) features classified before the failure are saved", str(failure.value))

@@ -137,7 +137,7 @@ def test_the_input_layer_is_never_the_output_whatever_the_flags(scene, tmp_path,
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from geoclassify import geopackage
+    from geoclassify.io import geopackage
     from geoclassify.cli import main
 
     def die(*args, **kwargs):
@@ -218,7 +218,7 @@ def test_a_shapefile_claims_its_whole_set_of_files(scene, tmp_path, capsys):
 PUBLISH_KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from geoclassify import shapefile
+    from geoclassify.io import shapefile
 
     class KilledAfterTwoMoves:  # the marker, then one part, are moved; then the process dies
         moves = 0

@@ -63,7 +63,7 @@ def interrupt(raster, houses, package, out, keep: int = 3, features=None, **opti
     last ones is what a SIGKILL after ``keep`` of them leaves.)"""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GEOCLASSIFY_JOURNAL_FEATURES", "40")
-        patch.setattr("geoclassify.api.write_batches", _output_fails)
+        patch.setattr("geoclassify.runs.write_batches", _output_fails)
         with pytest.raises(OutputError, match="the test says no"):
             classify_objects(str(raster), str(package), features if features is not None else str(houses), str(out),
                              **options)  # fmt: skip
@@ -231,7 +231,7 @@ def test_a_failure_before_any_result_is_saved_leaves_no_journal(scene, inputs, m
     def broken(*args, **kwargs):
         raise RuntimeError("a library failed")
 
-    monkeypatch.setattr("geoclassify.api.classify_mosaic", broken)
+    monkeypatch.setattr("geoclassify.modes.features.classify_mosaic", broken)
     with pytest.raises(RuntimeError, match="a library failed"):
         classify_objects(str(raster), str(package), str(houses), str(out))
     assert not journal_folder(out).exists()
@@ -259,7 +259,7 @@ def test_a_failure_note_keeps_the_error_class_and_its_attributes(scene, inputs, 
     def locked(*args, **kwargs):
         raise LockedOutput("out.gpkg")
 
-    monkeypatch.setattr("geoclassify.api.write_batches", locked)
+    monkeypatch.setattr("geoclassify.runs.write_batches", locked)
     with pytest.raises(LockedOutput) as failure:
         classify_objects(str(raster), str(package), str(houses), str(out))
     assert failure.value.path == "out.gpkg"
@@ -290,7 +290,7 @@ def test_journal_files_are_durable_before_they_are_named(scene, inputs, monkeypa
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "rename", rename)
-    monkeypatch.setattr("geoclassify.api.write_batches", _output_fails)
+    monkeypatch.setattr("geoclassify.runs.write_batches", _output_fails)
     with pytest.raises(OutputError):
         classify_objects(str(raster), str(package), str(houses), str(out))
     folder = str(journal_folder(out))

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging
+
 from .api import classify_objects, inspect_model
 from .errors import GeoclassifyError
 from .evaluation import Evaluation, evaluate
 from .hooks import RunHooks
 from .model.runtime import Model, load_model
-from .progress import Summary
 from .request import RunRequest
-from .run import RunContext, run
+from .runs import RunContext, run
+from .summary import Summary
+
+# A library logs, an application decides where it goes (the CLI's --verbose, a service's own handlers).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Evaluation",

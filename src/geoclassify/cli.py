@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -21,10 +22,12 @@ from . import __version__
 from .api import DEFAULT_LABEL_FIELD, inspect_model
 from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted, render
 from .evaluation import describe_layers, evaluate, format_layers, format_table, model_classes, save_plot
+from .hooks import RunHooks
 from .model.arguments import split_assignments
 from .model.building import MeanStd, build_package, class_list, read_class_names
+from .progress import TerminalProgress
 from .request import KEYWORD_SETTINGS, RunRequest
-from .run import RunContext, run
+from .runs import RunContext, run
 from .sample import copy_sample
 
 EXIT_ERROR = 1
@@ -53,8 +56,15 @@ def cli_words() -> dict[str, str]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="geoclassify")
-def cli() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Say what the run does as it goes (on stderr).")
+def cli(verbose: bool) -> None:
     """Classify objects in imagery with deep learning (Esri .dlpk/.emd and ONNX models)."""
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("geoclassify: %(message)s"))
+        logger = logging.getLogger("geoclassify")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def classify_request(options: dict[str, Any]) -> RunRequest:
@@ -158,7 +168,12 @@ def classify_request(options: dict[str, Any]) -> RunRequest:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def classify(quiet: bool, **options: Any) -> None:
     """Label every feature (or every image) with the class the model sees in its image chip."""
-    summary = run(classify_request(options), RunContext(progress_bar=not quiet and sys.stderr.isatty()))
+    bar = TerminalProgress() if not quiet and sys.stderr.isatty() else None
+    try:
+        summary = run(classify_request(options), RunContext(hooks=RunHooks(progress=bar)))
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"geoclassify: {summary.line()}", err=True)
 
 

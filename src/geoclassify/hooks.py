@@ -46,6 +46,23 @@ def using(hooks: RunHooks) -> Iterator[RunHooks]:
         _CURRENT.reset(token)
 
 
+@contextlib.contextmanager
+def tracking(total: int | None) -> Iterator[Callable[[int], None]]:
+    """An ``advance(n)`` for a loop of ``total`` objects (None: not known yet), called after each batch: it tells
+    the progress hook how far the run is and stops the run there if its caller cancelled it."""
+    hooks = current()
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if hooks.progress is not None:
+            hooks.progress(done, total)
+        check_cancelled()
+
+    yield advance
+
+
 def check_cancelled() -> None:
     """Stop here if the caller asked to cancel."""
     cancelled = current().cancelled

@@ -21,6 +21,7 @@ import pandas as pd
 import pyogrio
 
 from ..errors import DataLossWarning
+from ..hooks import warn
 
 _PYOGRIO = os.path.dirname(pyogrio.__file__)
 #: GDAL's shapefile warnings that :class:`ShapefileCheck` reports more precisely.
@@ -47,7 +48,7 @@ def relayed(where: str, covered: tuple[str, ...] = (), caller: str | None = None
         if issubclass(item.category, RuntimeWarning) and (origin.startswith(_PYOGRIO) or origin == caller):
             text = str(item.message)
             if not any(phrase in text for phrase in covered):
-                warnings.warn(f"{where}: {_short(text, 300)}", DataLossWarning, stacklevel=3)
+                warn(DataLossWarning(f"{where}: {_short(text, 300)}"))
         else:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno, source=item.source)
 
@@ -109,46 +110,48 @@ class ShapefileCheck:
         """One warning per renamed field and per field whose values changed."""
         name = os.fspath(self.out)
         for column in self.dropped:
-            warnings.warn(
-                f"output {name!r}: field {column!r} was not written (a shapefile cannot hold it); write .gpkg to "
-                "keep it",
-                DataLossWarning,
-                stacklevel=3,
+            warn(
+                DataLossWarning(
+                    f"output {name!r}: field {column!r} was not written (a shapefile cannot hold it); write .gpkg to "
+                    "keep it"
+                )
             )
         for column, (field, _) in (self.fields or {}).items():
             if field != column:
-                warnings.warn(
-                    f"output {name!r}: field {column!r} is called {field!r} there (a shapefile field name has at most "
-                    "10 characters, and must differ from the others); write .gpkg to keep the name",
-                    DataLossWarning,
-                    stacklevel=3,
+                warn(
+                    DataLossWarning(
+                        f"output {name!r}: field {column!r} is called {field!r} there (a shapefile field name has at "
+                        "most 10 characters, and must differ from the others); write .gpkg to keep the name"
+                    )
                 )
             loss = self.losses.get(column)
             if loss is None:
                 continue
             if loss.as_text:
-                warnings.warn(
-                    f"output {name!r}: field {column!r} holds dates with times, which a shapefile can store only as "
-                    "text; write .gpkg to keep them as dates",
-                    DataLossWarning,
-                    stacklevel=3,
+                warn(
+                    DataLossWarning(
+                        f"output {name!r}: field {column!r} holds dates with times, which a shapefile can store only "
+                        "as text; write .gpkg to keep them as dates"
+                    )
                 )
             elif loss.longest > DBF_TEXT_BYTES:
-                warnings.warn(
-                    f"output {name!r}: {loss.count} value(s) of field {column!r} were cut to {DBF_TEXT_BYTES} bytes "
-                    f"(the longest had {loss.longest}), the most a shapefile text field holds; write .gpkg to keep "
-                    "them whole",
-                    DataLossWarning,
-                    stacklevel=3,
+                warn(
+                    DataLossWarning(
+                        f"output {name!r}: {loss.count} value(s) of field {column!r} were cut to {DBF_TEXT_BYTES} "
+                        "bytes "
+                        f"(the longest had {loss.longest}), the most a shapefile text field holds; write .gpkg to keep "
+                        "them whole"
+                    )
                 )
             else:
                 was, now = (_short(repr(v.item() if isinstance(v, np.generic) else v), 60) for v in loss.example)
-                warnings.warn(
-                    f"output {name!r}: {loss.count} value(s) of field {column!r} changed when written and read back "
-                    f"(e.g. {was} became {now}): a shapefile keeps values as text of limited width, and wide whole "
-                    "numbers are read back as floating point; write .gpkg to keep them exact",
-                    DataLossWarning,
-                    stacklevel=3,
+                warn(
+                    DataLossWarning(
+                        f"output {name!r}: {loss.count} value(s) of field {column!r} changed when written and read "
+                        "back "
+                        f"(e.g. {was} became {now}): a shapefile keeps values as text of limited width, and wide whole "
+                        "numbers are read back as floating point; write .gpkg to keep them exact"
+                    )
                 )
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import warnings
 from pathlib import Path
 
 import geopandas as gpd
 
 from ..errors import GeoclassifyWarning, OutputError, OutputExistsError
+from ..hooks import warn
 from . import geopackage, shapefile
 from .images import is_remote
 from .layers import list_layers
@@ -154,11 +154,11 @@ def _remove_leftovers(out: Path, driver: str) -> None:
         if not match or not staging.is_dir() or geopackage.process_alive(int(match.group(1))):
             continue
         if driver == "ESRI Shapefile" and shapefile.finish_interrupted(staging, out):
-            warnings.warn(
-                f"output {os.fspath(out)!r}: a run killed while replacing it had written the new files in full; "
-                "their move into place is now finished",
-                GeoclassifyWarning,
-                stacklevel=4,
+            warn(
+                GeoclassifyWarning(
+                    f"output {os.fspath(out)!r}: a run killed while replacing it had written the new files in full; "
+                    "their move into place is now finished"
+                )
             )
         shutil.rmtree(staging, ignore_errors=True)
     if driver == "GPKG" and is_geopackage(out):

@@ -10,7 +10,6 @@ output batch by batch. A smaller layer, or a GeoDataFrame, is the single batch o
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from rasterio.crs import CRS
 from .. import settings
 from ..errors import InvalidGeometryWarning
 from ..fields import describe, geometry_last
+from ..hooks import warn
 from .images import is_remote
 from .layers import layer_info, read_features, stream_features
 
@@ -43,7 +43,7 @@ class FeatureBatches:
         self.features, self.layer = features, layer
         self._frame: gpd.GeoDataFrame | None = None
         info = _info_if_file(features, layer) if out is not None else None
-        self.streamed = info is not None and int(info["features"]) >= settings.stream_features()
+        self.streamed = info is not None and int(info["features"]) >= settings.current().stream_features
         if info is not None and self.streamed:
             self.fields = [str(f) for f in info["fields"]]
             self.count = int(info["features"])
@@ -137,12 +137,12 @@ def _warn_non_finite(positions: np.ndarray, features: PathLike | gpd.GeoDataFram
     if not len(positions):
         return
     shown = ", ".join(str(int(p)) for p in positions[:5]) + (", ..." if len(positions) > 5 else "")
-    warnings.warn(
-        f"{len(positions)} feature(s) of {describe(features)} have NaN or infinite coordinates (rows {shown}, "
-        "counting from 0); they are left unclassified, like empty geometries: fix or drop those vertices to classify "
-        "them.",
-        InvalidGeometryWarning,
-        stacklevel=3,
+    warn(
+        InvalidGeometryWarning(
+            f"{len(positions)} feature(s) of {describe(features)} have NaN or infinite coordinates (rows {shown}, "
+            "counting from 0); they are left unclassified, like empty geometries: fix or drop those vertices to "
+            "classify them."
+        )
     )
 
 

@@ -22,15 +22,15 @@ import tempfile
 import time
 import weakref
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from .. import settings
 from ..core.predictions import BatchResult
-from ..errors import GeoclassifyError, JournalError, OutputError
-from ..settings import journal_features
+from ..errors import GeoclassifyError, JournalError, OutputError, RunCancelled, RunInterrupted
 from .identity import differences
 
 #: Results are saved at least this often (seconds) and whenever this many features are waiting
@@ -43,16 +43,26 @@ RECORD = "run.json"
 AFRESH = "run again with «overwrite» to start afresh"
 
 
-def journal_folder(out: str | os.PathLike[str]) -> Path:
+def journal_folder(out: str | os.PathLike[str], layer: str | None = None) -> Path:
+    """The hidden folder beside ``out`` holding a run's results so far; one per layer when a run writes a named
+    layer, so two runs adding two layers to one GeoPackage keep apart."""
     path = Path(out)
-    return path.parent / f".{path.name}.geoclassify-run"
+    named = f".{layer}" if layer else ""
+    return path.parent / f".{path.name}{named}.geoclassify-run"
 
 
 class Journal:
     """Results of one run so far, keyed by the feature's position in the input."""
 
-    def __init__(self, out: str | os.PathLike[str], fingerprint: dict[str, Any], resume: bool, overwrite: bool) -> None:
-        self.folder = journal_folder(out)
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        fingerprint: dict[str, Any],
+        resume: bool,
+        overwrite: bool,
+        layer: str | None = None,
+    ) -> None:
+        self.folder = journal_folder(out, layer)
         self.out = os.fspath(out)
         self._buffer: list[tuple[np.ndarray, ...]] = []
         self._buffered = 0
@@ -177,7 +187,8 @@ class Journal:
         item = np.full(len(result), self.item, dtype=np.int64)
         self._buffer.append((item, *(np.asarray(getattr(result, name)) for name in FIELDS)))
         self._buffered += len(result)
-        if self._buffered >= journal_features() or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        waiting = self._buffered >= settings.current().journal_features
+        if waiting or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -312,3 +323,38 @@ def _sync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(handle)
+
+
+@contextlib.contextmanager
+def keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator[None]:
+    """On Ctrl-C or a failure, save what the journal holds and say how to go on from it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        saved = journal.settle() if journal is not None else 0
+        if not saved:
+            raise
+        done = f"{saved} of {total} features" if mode == "mosaic" else f"{saved} results (feature and image)"
+        raise RunInterrupted(f"interrupted; {done} are saved: run the same command with «resume» to continue") from None
+    except RunCancelled:
+        if journal is not None:  # a cancelled run is over: nothing of it is kept
+            journal.finish()
+        raise
+    except GeoclassifyError as exc:
+        saved = journal.settle() if journal is not None else 0
+        if not saved:
+            raise
+        # The same exception goes on, its class and attributes intact; only its message gains the way forward, on
+        # the same line unless the message has several (a model's traceback).
+        message = exc.message
+        message += "\n" if "\n" in message else (" " if message.endswith(".") else ". ")
+        exc.args = (
+            f"{message}The {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure "
+            "are saved; fix the cause and run the same command with «resume» to go on from there.",
+            *exc.args[1:],
+        )
+        raise
+    except BaseException:  # any other failure: keep what was saved, and leave no journal when nothing was
+        if journal is not None:
+            journal.settle()
+        raise

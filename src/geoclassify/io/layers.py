@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 import pyogrio
 from pyogrio.errors import DataLayerError, DataSourceError
 
+from .. import settings
 from ..errors import DataLossWarning, FeatureSourceError, GeoclassifyWarning
-from ..settings import stream_batch
+from ..hooks import warn
 from .datalosses import relayed
 from .images import is_remote
 
@@ -65,11 +66,11 @@ def read_features(
     layers = list_layers(text)
     chosen = resolve_layer(text, layer)
     if layer is None and len(layers) > 1:
-        warnings.warn(
-            f"feature layer {text!r} has {len(layers)} layers ({', '.join(layers)}); reading {chosen!r}. "
-            "Choose one with «features_layer».",
-            GeoclassifyWarning,
-            stacklevel=2,
+        warn(
+            GeoclassifyWarning(
+                f"feature layer {text!r} has {len(layers)} layers ({', '.join(layers)}); reading {chosen!r}. "
+                "Choose one with «features_layer»."
+            )
         )
     try:
         with relayed(f"feature layer {text!r}"):  # GDAL's word on values it could not read as they are
@@ -110,7 +111,8 @@ def stream_features(
         return
     layer = resolve_layer(text, layer)
     try:
-        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=stream_batch(), use_pyarrow=True)
+        batch = settings.current().stream_batch
+        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=batch, use_pyarrow=True)
         with stream as (_, reader):
             yield from _at_least_one(reader, reader.schema)
     except (DataSourceError, DataLayerError, OSError) as exc:
@@ -170,7 +172,7 @@ def _stream_parquet(text: str, columns: list[str] | None) -> Iterator[gpd.GeoDat
     wanted = None if columns is None else [*columns, geo["primary_column"]]
     try:
         schema = file.schema_arrow if wanted is None else pa.schema([file.schema_arrow.field(n) for n in wanted])
-        yield from _at_least_one(file.iter_batches(batch_size=stream_batch(), columns=wanted), schema)
+        yield from _at_least_one(file.iter_batches(batch_size=settings.current().stream_batch, columns=wanted), schema)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
 

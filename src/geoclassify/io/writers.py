@@ -30,16 +30,9 @@ from . import geopackage, shapefile
 from .datalosses import SHAPEFILE_COVERED, ShapefileCheck, relayed
 from .destination import DRIVERS, MULTI_LAYER, check_output, is_geopackage
 
-__all__ = ["DRIVERS", "check_output", "write_batches", "write_output"]
+__all__ = ["DRIVERS", "check_output", "write_batches"]
 #: Formats that can hold a table without geometry (images with no georeference).
 TABLE_DRIVERS = ("GPKG", "Parquet", "CSV")
-
-
-def write_output(
-    frame: pd.DataFrame, path: str | os.PathLike[str], layer: str | None = None, overwrite: bool = False
-) -> Path:
-    """Write ``frame`` (a GeoDataFrame, or a plain table) to ``path`` in the format its extension names, atomically."""
-    return write_batches([frame], path, layer, overwrite)
 
 
 #: Formats OGR appends batches to. FlatGeobuf, GeoJSON (through OGR's Arrow stream writer) and Parquet (through

@@ -8,12 +8,12 @@ that every later stage works from checked values and an error names the key that
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import DuplicateClassValueWarning, ModelDefinitionError
+from ..hooks import warn
 
 ImageSpace = Literal["MAP_SPACE", "PIXEL_SPACE"]
 ModelOutput = Literal["probabilities", "logits"]
@@ -373,9 +373,9 @@ class _KeyReader:
         for info in classes:
             other = values.setdefault(info.value, info.name)
             if other != info.name:
-                warnings.warn(
-                    f"{self.source}: classes {other!r} and {info.name!r} share the Value {info.value}, so their "
-                    "features get the same ClassValue (labels still differ); give every class its own Value",
-                    DuplicateClassValueWarning,
-                    stacklevel=2,
+                warn(
+                    DuplicateClassValueWarning(
+                        f"{self.source}: classes {other!r} and {info.name!r} share the Value {info.value}, so their "
+                        "features get the same ClassValue (labels still differ); give every class its own Value"
+                    )
                 )

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from .. import settings
 from ..errors import ModelPackageError, SettingError
-from ..settings import env_int
 from .emd import ModelDefinition, parse_emd, parse_emd_text
 
-#: Largest total uncompressed size accepted from one package; override with GEOCLASSIFY_MAX_PACKAGE_BYTES.
-DEFAULT_MAX_PACKAGE_BYTES = 8 * 1024**3
 CACHE_HINT = "set GEOCLASSIFY_CACHE_DIR to a folder you can write"
 MAX_PACKAGE_ENTRIES = 10_000
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
@@ -174,17 +172,13 @@ def onnx_package(path: Path) -> ModelPackage:
 
 
 def max_package_bytes() -> int:
-    """The size cap, read when a package is unpacked (a bad value is one error naming the variable)."""
-    return env_int("GEOCLASSIFY_MAX_PACKAGE_BYTES", DEFAULT_MAX_PACKAGE_BYTES)
+    """The size cap (GEOCLASSIFY_MAX_PACKAGE_BYTES), from the run's settings."""
+    return settings.current().max_package_bytes
 
 
 def cache_dir() -> Path:
     """Where extracted packages live: GEOCLASSIFY_CACHE_DIR, else the XDG cache folder."""
-    configured = os.environ.get("GEOCLASSIFY_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "geoclassify"
+    return settings.current().cache_dir
 
 
 def extract_dlpk(path: Path) -> Path:

@@ -22,7 +22,6 @@ from ..core.plan import PlanBuilder
 from ..core.predictions import Predictions
 from ..environment import DEFAULT_RESAMPLING
 from ..errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
-from ..fields import check_lost, reproject
 from ..hooks import tracking
 from ..io.feature_batches import FeatureBatches
 from ..io.images import ImageRef
@@ -32,6 +31,7 @@ from ..io.rasters import RasterSource
 from ..model.runtime import Model
 from ..runners import Runner, chip_spec, classify_plan
 from .raster_setup import prepare_raster, to_pixel_space
+from .reproject import check_lost, reproject
 from .whole_images import footprint, open_image
 
 
