@@ -336,3 +336,19 @@ def test_tile_levels_follow_the_layer_s_size():
     assert tile_levels(340) == [14, 18]  # the sample's houses
     assert tile_levels(4000) == [11, 15]  # a town
     assert tile_levels(4e7) == [0, 4]  # the world
+
+
+def test_a_large_raster_without_overviews_gets_the_viewer_s_own_and_stays_untouched(viewer):
+    rows, cols = np.indices((2100, 2100))
+    gradient = ((rows + cols) * 255 // 4200).astype(np.uint8)
+    path = write_raster(viewer.root / "big.tif", np.stack([gradient, 255 - gradient, gradient // 2]))
+    before = (path.stat().st_mtime_ns, sorted(p.name for p in viewer.root.iterdir()))
+    info = get(viewer, "/viewer/api/layer", src="file:0:big.tif").json()["raster"]
+    assert info["overviews"] == [4, 16] and info["minzoom"] == 0 and "display" not in info
+    cache = viewer.config.state / "viewer" / "rasters"
+    assert len(list(cache.glob("*.vrt"))) == 1 and len(list(cache.glob("*.vrt.ovr"))) == 1
+    west, south, east, north = info["bounds"]
+    x, y = tile_of((west + east) / 2, (south + north) / 2, 12)
+    pixels = decode_png(get(viewer, f"/viewer/api/tiles/raster/12/{x}/{y}.png", src="file:0:big.tif").content)
+    assert (pixels[3] == 255).sum() > 0 and pixels[:3][:, pixels[3] == 255].std() > 20
+    assert (path.stat().st_mtime_ns, sorted(p.name for p in viewer.root.iterdir())) == before

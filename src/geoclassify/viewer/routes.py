@@ -79,6 +79,10 @@ def _cache(store: Services) -> VectorCache:
     return VectorCache(store.config.state / "viewer" / "tiles")
 
 
+def _raster_cache(store: Services) -> Path:
+    return store.config.state / "viewer" / "rasters"
+
+
 @router.get("/viewer/api/me")
 def me(request: Request, user: UserDep) -> dict[str, Any]:
     """Who the token belongs to, and what the server offers the page."""
@@ -101,7 +105,8 @@ async def layers(request: Request, user: UserDep) -> dict[str, Any]:
 def _details(store: Services, source: Source) -> dict[str, Any]:
     data = source.describe()
     if source.kind == "raster":
-        data["raster"] = raster_info(source.path, source.name)
+        info = raster_info(source.path, source.name, _raster_cache(store))
+        data["raster"] = {k: v for k, v in info.items() if k != "display"}
     elif source.kind in ("features", "result"):
         keep: list[str] = []
         if source.kind == "result" and source.item is not None:
@@ -165,7 +170,8 @@ async def raster_tiles(request: Request, user: UserDep, z: int, x: int, y: int, 
         raise InputError(f"src {src!r} is a {source.kind}, not a raster")
     if not (0 <= z <= 30 and 0 <= x < 2**z and 0 <= y < 2**z):
         return _tile_response(None, "image/png")
-    return _tile_response(await run_in_threadpool(raster_tile, source.path, source.name, z, x, y), "image/png")
+    tile = await run_in_threadpool(raster_tile, source.path, source.name, _raster_cache(store), z, x, y)
+    return _tile_response(tile, "image/png")
 
 
 @router.get("/viewer/api/tiles/vector/{level}/{z}/{x}/{y}.pbf")
