@@ -8,10 +8,9 @@ derive from :class:`GeoclassifyError`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import logging
 
+from ._version import __version__
 from .api import classify_objects, inspect_model
 from .errors import GeoclassifyError
 from .evaluation import Evaluation, evaluate

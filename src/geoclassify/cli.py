@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .api import DEFAULT_LABEL_FIELD, inspect_model
 from .errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted, render
 from .evaluation import describe_layers, evaluate, format_layers, format_table, model_classes, save_plot

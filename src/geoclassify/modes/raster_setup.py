@@ -18,7 +18,7 @@ from ..io.rasters import RasterSource
 from ..model.runtime import Model
 
 
-def check_cell_size(model: Model, raster: RasterSource | GridSource) -> None:
+def warn_outside_cell_range(model: Model, raster: RasterSource | GridSource) -> None:
     """Warn when the raster's cells are outside the range the model was trained on (MinCellSize/MaxCellSize).
 
     Only sizes in the raster's own CRS are compared; a range recorded in another spatial reference is skipped
@@ -54,7 +54,7 @@ def prepare_raster(model: Model, raster: RasterSource | GridSource) -> tuple[int
             f"has {len(band_indexes)} and the EMD has no ExtractBands to choose from them; add ExtractBands"
         )
     model.prepare(band_indexes)
-    check_cell_size(model, raster)
+    warn_outside_cell_range(model, raster)
     return band_indexes
 
 

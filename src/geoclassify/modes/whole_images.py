@@ -27,7 +27,7 @@ from ..io.mosaics import GridSource, mosaic_grid
 from ..io.rasters import RasterSource
 from ..model.runtime import Model
 from ..runners import chip_spec
-from .raster_setup import check_cell_size
+from .raster_setup import warn_outside_cell_range
 
 
 @dataclass
@@ -126,7 +126,7 @@ def classify_whole_images(
                     )
                 model.prepare(bands)
                 if not results[:-1]:  # one cell-size warning for the run, from the first image
-                    check_cell_size(model, source)
+                    warn_outside_cell_range(model, source)
                 rows, cols = source.shape
                 window = whole_image_window(rows, cols, spec)
                 if window[2:] == (spec.height, spec.width):

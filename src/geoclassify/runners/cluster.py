@@ -22,7 +22,7 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .._version import __version__
 from ..core.predictions import BatchResult
 from ..errors import ClusterError, GeoclassifyError, InferenceError
 from .base import PlanJob, Record, RetryPolicy
@@ -88,7 +88,9 @@ def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
         state = open_worker_state(replace(run.setup, recipe=replace(run.setup.recipe, origin=path)))
     except GeoclassifyError as exc:
         # Most likely the images are not reachable from this worker: say which worker it was.
-        raise type(exc)(f"Dask worker {_worker_address()}: {_relabel(exc, local, shipment.label)}") from None
+        relabelled = _relabel(exc, local, shipment.label)
+        relabelled.args = (f"Dask worker {_worker_address()}: {relabelled.message}", *relabelled.args[1:])
+        raise relabelled from None
     with _STATES_LOCK:
         mine = [k for k in _STATES if k[1] == key[1]]
         for old in mine[: max(0, len(mine) - RUNS_KEPT + 1)]:
@@ -100,7 +102,9 @@ def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
 def _relabel(exc: GeoclassifyError, local: str, origin: str) -> GeoclassifyError:
     """The same error naming the user's package rather than the worker's copy of it."""
     text = exc.message
-    return type(exc)(text.replace(local, origin)) if local and local in text else exc
+    if local and local in text:
+        exc.args = (text.replace(local, origin), *exc.args[1:])  # the same exception, its class and attributes
+    return exc
 
 
 def _worker_address() -> str:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__
+from .._version import __version__
 from .errors import InputError, JobFailed, NoSuchJob, NoSuchProcess, NotFound, ResultNotReady
 from .inputs import Resolver
 from .jobs import ACCEPTED, CANCELLING, DISMISSED, FAILED, RUNNING, SUCCESSFUL, Job, new_id
