@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from .config import ServerConfig
 from .jobs import FINAL, JobStore
@@ -19,6 +20,12 @@ from .jobs import FINAL, JobStore
 #: How long the workers of a server that died may take to notice and exit (they poll their parent twice a second).
 PREVIOUS_WORKERS_GRACE = 2.0
 STOP_SECONDS = 10.0
+READY_SECONDS = 60.0
+
+
+def ready_marker(config: ServerConfig, worker_id: str) -> Path:
+    """The file a worker writes once it is ready to claim jobs."""
+    return config.state / "work" / f"ready-{worker_id}"
 
 
 class Supervisor:
@@ -35,7 +42,20 @@ class Supervisor:
         self.jobs.expire(before=time.time() + PREVIOUS_WORKERS_GRACE)
         for _ in range(self.config.workers):
             self._spawn()
+        self._await_ready()
         self._thread.start()
+
+    def _await_ready(self) -> None:
+        """Wait (at most READY_SECONDS) until every worker has imported what a run needs: the server answers only
+        then, so its first requests do not share the cores with the workers' start."""
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            waiting = [
+                w for w, p in self.workers.items() if p.poll() is None and not ready_marker(self.config, w).exists()
+            ]
+            if not waiting:
+                return
+            time.sleep(0.05)
 
     def _spawn(self) -> None:
         worker_id = f"w-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -62,6 +82,7 @@ class Supervisor:
                 for worker_id, process in list(self.workers.items()):
                     if process.poll() is not None:
                         del self.workers[worker_id]
+                        ready_marker(self.config, worker_id).unlink(missing_ok=True)
                         with contextlib.suppress(Exception):
                             self.jobs.expire(worker=worker_id)
                         self._spawn()
@@ -83,4 +104,6 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+            for worker_id in self.workers:
+                ready_marker(self.config, worker_id).unlink(missing_ok=True)
             self.workers.clear()

@@ -269,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    worker = Worker(ServerConfig.load(args.state), args.id)
+    config = ServerConfig.load(args.state)
+    worker = Worker(config, args.id)
+    marker = config.state / "work" / f"ready-{args.id}"  # supervisor.ready_marker, without importing the supervisor
+    marker.parent.mkdir(exist_ok=True)
+    marker.touch()
     with contextlib.suppress(KeyboardInterrupt):
         worker.loop()
     return 0
