@@ -15,9 +15,8 @@ import subprocess
 import sys
 import time
 
-from server_process import BenchServer
-
 import data
+from server_process import BenchServer
 
 
 def main() -> None:
