@@ -569,3 +569,14 @@ def test_users_commands_add_list_remove(tmp_path, capsys):
     assert main(["users", "remove", "dana", "--state", state]) == 0
     assert main(["users", "remove", "dana", "--state", state]) == 1
     assert "there is no user 'dana'" in capsys.readouterr().err
+
+
+def test_the_command_line_does_not_import_the_server_s_web_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, geoclassify.cli; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
