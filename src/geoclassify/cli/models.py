@@ -11,6 +11,7 @@ import click
 
 from ..api import inspect_model
 from ..model.arguments import split_assignments
+from ..model.backends.arcgis_learn.export import write_onnx_package
 from ..model.building import MeanStd, build_package, class_list, read_class_names
 from .group import cli
 
@@ -226,8 +227,6 @@ def _shown_names(classes: list[dict[str, Any]], limit: int = 10) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace the package if it exists.")
 def convert(model: str, out: str, overwrite: bool) -> None:
     """Rewrite an arcgis.learn FeatureClassifier package (.dlpk or .emd) as an ONNX package of the same model."""
-    from .model.backends.arcgis_learn.export import write_onnx_package
-
     written = write_onnx_package(model, out, overwrite=overwrite)
     click.echo(
         f"geoclassify: wrote {out} (ONNX, {written['ImageWidth']} x {written['ImageHeight']} chips, bands "
