@@ -8,8 +8,8 @@ import pytest
 import shapely
 from shapely import affinity
 
-from conftest import flat_package, run_classify, write_raster
-from reference import imagenet, reference_chips, softmax
+from tests.support import flat_package, run_classify, write_raster
+from tests.support.reference import imagenet, reference_chips, softmax
 
 ORIGIN_X, ORIGIN_Y, RES = 500000.0, 4650000.0, 0.5
 

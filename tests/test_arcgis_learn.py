@@ -22,8 +22,8 @@ from geoclassify.model.backends.arcgis_learn.graph import build_graph, identify
 from geoclassify.model.backends.arcgis_learn.pth import LEGACY_MAGIC, LEGACY_PROTOCOL, read_pth
 from geoclassify.model.runtime import load_model
 
-from conftest import run_classify, run_cli, write_dlpk, write_raster
-from reference import imagenet, reference_chips
+from tests.support import run_classify, run_cli, write_dlpk, write_raster
+from tests.support.reference import imagenet, reference_chips
 
 X, Y = 500000.0, 4650000.0
 SIZE = 64  # resnets and mobilenet_v2 end at 1/32 of it: 2 x 2, so max and average pooling differ
@@ -51,7 +51,7 @@ STATS = {  # NormalizationStats for 4 bands, as arcgis.learn writes them for mul
 def nets():
     """The torch reference networks (torch but no torchvision needed)."""
     pytest.importorskip("torch")
-    import fastai_networks
+    from tests.support import fastai_networks
 
     return fastai_networks
 

@@ -29,8 +29,8 @@ from geoclassify.io.rasters import RasterSource
 from geoclassify.model.runtime import load_model
 from geoclassify.runners import Work, WorkerSetup, check_execution, chip_spec, cluster
 
-from conftest import MARKED, TWO_CLASSES, emd_for, marked_scene, run_classify, write_dlpk, write_raster
-from onnx_models import failing_onnx, save_graph
+from tests.support import MARKED, TWO_CLASSES, emd_for, marked_scene, run_classify, write_dlpk, write_raster
+from tests.support.onnx_models import failing_onnx, save_graph
 
 distributed = pytest.importorskip("distributed")
 

@@ -14,8 +14,8 @@ import rasterio
 import shapely
 from rasterio.warp import transform_geom
 
-from conftest import SHARED_DATA, flat_package, run_classify, run_cli
-from reference import imagenet, softmax
+from tests.support import SHARED_DATA, flat_package, run_classify, run_cli
+from tests.support.reference import imagenet, softmax
 
 NEON = SHARED_DATA / "neon-trees"
 CROPS = sorted((NEON / "crops").glob("*.png"))

@@ -12,8 +12,8 @@ from rasterio.transform import from_origin
 from rasterio.warp import reproject, transform_bounds
 from rasterio.warp import transform as warp_transform
 
-from conftest import flat_package, run_classify, write_raster
-from reference import imagenet, reference_chips, softmax
+from tests.support import flat_package, run_classify, write_raster
+from tests.support.reference import imagenet, reference_chips, softmax
 
 X0, Y0 = 500000.0, 4650000.0
 NAMES = np.array(["Intact", "Damaged"])

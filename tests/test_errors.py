@@ -11,8 +11,8 @@ import pytest
 import shapely
 from rasterio.transform import from_origin
 
-from conftest import emd_for, flat_package, leftovers, mean_package, run_cli, write_dlpk, write_raster
-from onnx_models import mean_linear_model
+from tests.support import emd_for, flat_package, leftovers, mean_package, run_cli, write_dlpk, write_raster
+from tests.support.onnx_models import mean_linear_model
 
 X, Y = 500000.0, 4650000.0
 

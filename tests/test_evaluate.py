@@ -282,7 +282,7 @@ def test_cli_errors_are_one_line(two_layers, capsys, tmp_path):
 
 
 def test_model_classes_come_from_the_emd(tmp_path):
-    from conftest import emd_for
+    from tests.support import emd_for
 
     emd = tmp_path / "m.emd"
     emd.write_text(json.dumps(emd_for(Classes=[{"Value": 5, "Name": "Zebra"}, {"Value": 1, "Name": "Ant"}])))

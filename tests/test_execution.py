@@ -20,7 +20,7 @@ from geoclassify.errors import OutputError, SettingError
 from geoclassify.io.journal import journal_folder
 from geoclassify.runners import parse_parallel_factor
 
-from conftest import classify_argv, flat_package, run_classify, run_cli, write_raster
+from tests.support import classify_argv, flat_package, run_classify, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 

@@ -23,7 +23,7 @@ import shapely
 
 from geoclassify.cli import main
 
-from conftest import flat_package, write_raster
+from tests.support import flat_package, write_raster
 
 X, Y = 500000.0, 4650000.0
 

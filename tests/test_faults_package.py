@@ -33,8 +33,8 @@ from geoclassify.model.emd import parse_emd
 from geoclassify.model.preprocess import Preprocessor
 from geoclassify.model.runtime import load_model
 
-from conftest import TWO_CLASSES, emd_for, run_cli, write_dlpk, write_raster
-from onnx_models import mean_linear_model, save_graph
+from tests.support import TWO_CLASSES, emd_for, run_cli, write_dlpk, write_raster
+from tests.support.onnx_models import mean_linear_model, save_graph
 
 X, Y = 500000.0, 4650000.0
 

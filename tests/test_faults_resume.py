@@ -21,7 +21,7 @@ from geoclassify import classify_objects
 from geoclassify.errors import GeoclassifyError, OutputError
 from geoclassify.io.journal import Journal, journal_folder
 
-from conftest import flat_package, run_classify, write_raster
+from tests.support import flat_package, run_classify, write_raster
 
 X, Y = 500000.0, 4650000.0
 

@@ -21,7 +21,7 @@ from geoclassify.core.chips import ChipSpec, plan_windows
 from geoclassify.io.journal import journal_folder
 from geoclassify.modes.raster_setup import to_pixel_space
 
-from conftest import SHARED_DATA, classify_argv, flat_package, run_classify, run_cli, write_raster
+from tests.support import SHARED_DATA, classify_argv, flat_package, run_classify, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 

@@ -8,8 +8,8 @@ import pyogrio
 import pytest
 import shapely
 
-from conftest import flat_package, leftovers, run_classify, write_raster
-from reference import imagenet, reference_chips, reference_envelope_chips, softmax
+from tests.support import flat_package, leftovers, run_classify, write_raster
+from tests.support.reference import imagenet, reference_chips, reference_envelope_chips, softmax
 
 ORIGIN_X, ORIGIN_Y, RES = 500000.0, 4650000.0, 0.5
 NAMES = np.array(["Intact", "Damaged"])

@@ -14,8 +14,8 @@ import onnx
 import pytest
 import shapely
 
-from conftest import emd_for, leftovers, run_classify, run_cli, write_dlpk, write_raster
-from onnx_models import mean_linear_model
+from tests.support import emd_for, leftovers, run_classify, run_cli, write_dlpk, write_raster
+from tests.support.onnx_models import mean_linear_model
 
 X, Y = 500000.0, 4650000.0
 

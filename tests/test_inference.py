@@ -12,9 +12,9 @@ from geoclassify.model.emd import parse_emd
 from geoclassify.model.preprocess import Preprocessor
 from geoclassify.model.runtime import load_model
 
-from conftest import emd_for, write_dlpk
-from onnx_models import expected_scores, flat_linear_model, mean_linear_model
-from reference import imagenet, softmax
+from tests.support import emd_for, write_dlpk
+from tests.support.onnx_models import expected_scores, flat_linear_model, mean_linear_model
+from tests.support.reference import imagenet, softmax
 
 
 def test_probabilities_logits_and_auto():

@@ -15,7 +15,7 @@ from geoclassify.errors import MissingExtraError, ModelArgumentError, ModelPacka
 from geoclassify.model.backends.keras.resample import KerasChips, esri_square_shape, resize_order1
 from geoclassify.model.runtime import load_model
 
-from conftest import TWO_CLASSES, emd_for, run_classify, run_cli, write_dlpk, write_raster
+from tests.support import TWO_CLASSES, emd_for, run_classify, run_cli, write_dlpk, write_raster
 
 h5py = pytest.importorskip("h5py")
 

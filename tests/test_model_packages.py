@@ -14,8 +14,8 @@ from geoclassify.model.emd import parse_emd
 from geoclassify.model.packages import open_package
 from geoclassify.model.runtime import load_model
 
-from conftest import emd_for, write_dlpk
-from onnx_models import mean_linear_model
+from tests.support import emd_for, write_dlpk
+from tests.support.onnx_models import mean_linear_model
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from geoclassify import classify_objects
 from geoclassify.cli import main
 from geoclassify.errors import OutputError
 
-from conftest import classify_argv, flat_package, leftovers, run_cli, write_raster
+from tests.support import classify_argv, flat_package, leftovers, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 

@@ -24,8 +24,8 @@ from geoclassify.model.arguments import ArgumentSpec, resolve_arguments
 from geoclassify.model.backends.prf import PythonFunctionBackend
 from geoclassify.model.packages import open_package
 
-from conftest import TWO_CLASSES, emd_for, leftovers, run_classify, run_cli, write_dlpk, write_raster
-from reference import reference_chips
+from tests.support import TWO_CLASSES, emd_for, leftovers, run_classify, run_cli, write_dlpk, write_raster
+from tests.support.reference import reference_chips
 
 FUNCTIONS = Path(__file__).parent / "prf_functions"
 X, Y = 500000.0, 4650000.0

@@ -26,7 +26,7 @@ from geoclassify.model.backends.package_code import StdoutRouter
 from geoclassify.model.backends.prf import PythonFunctionBackend
 from geoclassify.model.packages import open_package
 
-from conftest import TWO_CLASSES, emd_for, write_dlpk
+from tests.support import TWO_CLASSES, emd_for, write_dlpk
 
 #: Esri's wrapper form with the calls these tests do not care about.
 FUNCTION = """

@@ -19,7 +19,7 @@ from geoclassify.errors import DeviceError, MissingExtraError, SettingError
 from geoclassify.model.device import CPU, Device, parse_device
 from geoclassify.model.runtime import load_model
 
-from conftest import TWO_CLASSES, emd_for, flat_package, run_classify, write_dlpk, write_raster
+from tests.support import TWO_CLASSES, emd_for, flat_package, run_classify, write_dlpk, write_raster
 
 CUDA = "CUDAExecutionProvider"
 CPU_ONLY = "CPUExecutionProvider"

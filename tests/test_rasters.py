@@ -12,9 +12,9 @@ from rasterio.windows import Window
 from geoclassify.errors import RasterError
 from geoclassify.io.rasters import RasterSource
 
-from conftest import SHARED_DATA, emd_for, flat_package, run_classify, write_dlpk, write_raster
-from onnx_models import flat_linear_model
-from reference import imagenet, reference_chips, softmax
+from tests.support import SHARED_DATA, emd_for, flat_package, run_classify, write_dlpk, write_raster
+from tests.support.onnx_models import flat_linear_model
+from tests.support.reference import imagenet, reference_chips, softmax
 
 X, Y = 500000.0, 4650000.0
 

@@ -19,7 +19,7 @@ from geoclassify.hooks import RunHooks
 from geoclassify.io.journal import journal_folder
 from geoclassify.runs import RunContext
 
-from conftest import flat_package, write_raster
+from tests.support import flat_package, write_raster
 
 FULL = {
     "image": ["a.tif", "b.tif"],

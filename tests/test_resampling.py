@@ -20,9 +20,9 @@ from geoclassify.errors import SettingError
 from geoclassify.io.mosaics import GridSource, mosaic_grid
 from geoclassify.io.rasters import RasterSource
 
-from conftest import emd_for, flat_package, run_classify, write_dlpk, write_raster
-from onnx_models import save_graph
-from reference import imagenet, reference_chips, softmax
+from tests.support import emd_for, flat_package, run_classify, write_dlpk, write_raster
+from tests.support.onnx_models import save_graph
+from tests.support.reference import imagenet, reference_chips, softmax
 
 X0, Y0 = 500000.0, 4650000.0
 SIZE = 128  # scene pixels (1 m) each way

@@ -5,8 +5,8 @@ from __future__ import annotations
 import geopandas as gpd
 import pytest
 
-from conftest import MARKED, emd_for, leftovers, marked_scene, run_classify, write_dlpk
-from onnx_models import failing_onnx
+from tests.support import MARKED, emd_for, leftovers, marked_scene, run_classify, write_dlpk
+from tests.support.onnx_models import failing_onnx
 
 X, Y = 500000.0, 4650000.0
 

@@ -31,7 +31,7 @@ from geoclassify.runners import (
 )
 from geoclassify.runners.work import open_worker_state, run_work
 
-from conftest import flat_package, write_raster
+from tests.support import flat_package, write_raster
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "geoclassify"
 X, Y = 500000.0, 4650000.0

@@ -12,8 +12,8 @@ import pytest
 from geoclassify.sample import DATA_DIR, MODEL
 from geoclassify.sample.synthetic import make_scene, write_scene
 
-from conftest import run_classify, run_cli
-from reference import imagenet, reference_chips, softmax
+from tests.support import run_classify, run_cli
+from tests.support.reference import imagenet, reference_chips, softmax
 
 
 @pytest.fixture(scope="module")

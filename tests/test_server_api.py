@@ -15,7 +15,6 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
-from test_server_support import CLASSIFY, GP, sample_root
 
 from geoclassify.server.app import create_app
 from geoclassify.server.config import ServerConfig
@@ -23,6 +22,8 @@ from geoclassify.server.jobs import ACCEPTED, CANCELLING, DISMISSED, FAILED, RUN
 from geoclassify.server.status import esri_status, ogc_status
 from geoclassify.server.users import Users
 from geoclassify.server.worker import Worker
+
+from tests.support.server import CLASSIFY, GP, sample_root
 
 MODEL_INFO = "QueryDeepLearningModelInfo"
 
@@ -509,7 +510,7 @@ def test_schemathesis_against_the_ogc_openapi_document(server):
 
 
 def code_package(path):
-    from conftest import TWO_CLASSES, emd_for, write_dlpk
+    from tests.support import TWO_CLASSES, emd_for, write_dlpk
 
     definition = emd_for(model_file=None, Framework="PyTorch", InferenceFunction="Raising.py", Classes=TWO_CLASSES)
     source = (Path(__file__).parent / "prf_functions" / "Raising.py").read_bytes()

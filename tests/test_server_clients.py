@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 arcgis = pytest.importorskip("arcgis")
 requests = pytest.importorskip("requests")
 
-from test_server_support import (  # noqa: E402
+from tests.support.server import (  # noqa: E402
     GP,
     Server,
     add_user,

@@ -12,7 +12,16 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from test_server_support import (
+from geoclassify.server.config import ServerConfig
+from geoclassify.server.db import Database
+from geoclassify.server.inputs import Resolver
+from geoclassify.server.items import ItemStore
+from geoclassify.server.jobs import ACCEPTED, DISMISSED, FAILED, RUNNING, SUCCESSFUL, JobStore
+from geoclassify.server.tool import plan_job
+from geoclassify.server.users import User
+from geoclassify.server.worker import Worker
+
+from tests.support.server import (
     CLASSIFY,
     GP,
     Server,
@@ -26,15 +35,6 @@ from test_server_support import (
     stop_servers,  # noqa: F401 (an autouse fixture)
     wait_for,
 )
-
-from geoclassify.server.config import ServerConfig
-from geoclassify.server.db import Database
-from geoclassify.server.inputs import Resolver
-from geoclassify.server.items import ItemStore
-from geoclassify.server.jobs import ACCEPTED, DISMISSED, FAILED, RUNNING, SUCCESSFUL, JobStore
-from geoclassify.server.tool import plan_job
-from geoclassify.server.users import User
-from geoclassify.server.worker import Worker
 
 SLOW = {
     "inputRaster": {"uri": "town.tif"},

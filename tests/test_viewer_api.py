@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
-from test_server_support import CLASSIFY, GP, sample_root
 
 from geoclassify.server.app import create_app
 from geoclassify.server.config import ServerConfig
@@ -35,7 +34,8 @@ from geoclassify.server.worker import Worker
 from geoclassify.viewer import routes
 from geoclassify.viewer.vectors import tile_levels
 
-from conftest import write_raster
+from tests.support import write_raster
+from tests.support.server import CLASSIFY, GP, sample_root
 
 
 @pytest.fixture

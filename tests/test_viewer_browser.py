@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import geopandas as gpd
 import pytest
-from test_server_support import CLASSIFY, GP, Server, add_user, call, sample_root, slow_scene
+
+from tests.support.server import CLASSIFY, GP, Server, add_user, call, sample_root, slow_scene
 
 pytest.importorskip("fastapi")
 pytest.importorskip("rio_tiler")

@@ -26,7 +26,7 @@ import shapely
 
 from geoclassify.api import sample_paths
 
-from conftest import flat_package, write_raster
+from . import flat_package, write_raster
 
 GP = "/arcgis/rest/services/System/RasterAnalysisTools/GPServer"
 CLASSIFY = "ClassifyObjectsUsingDeepLearning"
