@@ -41,15 +41,10 @@ def render(text: str, words: Mapping[str, str] | None = None) -> str:
     return SETTING.sub(lambda m: vocabulary.get(m[1], m[1]), text)
 
 
-class GeoclassifyError(Exception):
-    """Base of every error geoclassify raises on purpose.
-
-    ``str(error)`` is the message in the Python API's words; ``f"{error}"`` and :attr:`message` keep the
-    «setting» markers, so a message built around another error's (a failed batch, a skipped image) still names
-    settings in the words of the shell that finally shows it.
-    """
-
-    code = "error"
+class _NamesSettings(Exception):
+    """A message that names settings: ``str()`` gives it in the Python API's words; ``f"{it}"`` and
+    :attr:`message` keep the «setting» markers, so a message built around another one (a failed batch, a skipped
+    image) still names settings in the words of the shell that finally shows it."""
 
     @property
     def message(self) -> str:
@@ -65,6 +60,12 @@ class GeoclassifyError(Exception):
 
     def __format__(self, spec: str) -> str:
         return format(self.message, spec)
+
+
+class GeoclassifyError(_NamesSettings):
+    """Base of every error geoclassify raises on purpose."""
+
+    code = "error"
 
 
 class ModelPackageError(GeoclassifyError, ValueError):
@@ -199,21 +200,8 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run whose results so far are saved; the message says how to resume."""
 
 
-class GeoclassifyWarning(UserWarning):
+class GeoclassifyWarning(_NamesSettings, UserWarning):
     """Base of the warnings geoclassify emits; the CLI prints them as one line each (settings as for errors)."""
-
-    @property
-    def message(self) -> str:
-        return super().__str__()
-
-    def render(self, words: Mapping[str, str] | None = None) -> str:
-        return render(self.message, words)
-
-    def __str__(self) -> str:
-        return self.render()
-
-    def __format__(self, spec: str) -> str:
-        return format(self.message, spec)
 
 
 class NoOverlapWarning(GeoclassifyWarning):

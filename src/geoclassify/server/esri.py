@@ -12,12 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .errors import InputError, NotFound
-from .inputs import Resolver, parse_reference
-from .jobs import SUCCESSFUL, Job, new_id
+from .inputs import parse_reference
+from .jobs import SUCCESSFUL, Job
 from .results import feature_set
 from .services import current_user, services
 from .status import esri_messages, esri_status
-from .tool import CLASSIFY, DESCRIPTIONS, PARAMETERS, TASKS, TITLES, plan_job
+from .tool import CLASSIFY, DESCRIPTIONS, PARAMETERS, TASKS, TITLES
 
 PREFIX = "/arcgis/rest/services/System/RasterAnalysisTools/GPServer"
 CURRENT_VERSION = 11.3
@@ -99,23 +99,7 @@ async def submit_job(request: Request, task: str) -> Response:
         context = parse_reference(given.get("context"), "context") or {}
         if isinstance(context, dict):
             given["context"] = json.dumps({"outSR": params["env:outSR"], **context})
-    resolver = Resolver(store.config, store.items, user)
-    job_id = new_id()
-
-    def submit() -> Job:
-        plan = plan_job(task, given, resolver, store.config, job_id, default_name=False)
-        return store.jobs.submit(
-            user.name,
-            plan.process,
-            plan.request,
-            output_name=plan.output_name,
-            inputs=plan.inputs,
-            uses=plan.uses,
-            max_attempts=plan.max_attempts,
-            job_id=job_id,
-        )
-
-    job = await run_in_threadpool(submit)
+    job = await run_in_threadpool(store.submit, user, task, given, False)
     return reply({"jobId": job.id, "jobStatus": esri_status(job)}, params)
 
 

@@ -16,13 +16,12 @@ from starlette.concurrency import run_in_threadpool
 
 from .._version import __version__
 from .errors import InputError, JobFailed, NoSuchJob, NoSuchProcess, NotFound, ResultNotReady
-from .inputs import Resolver
-from .jobs import ACCEPTED, CANCELLING, DISMISSED, FAILED, RUNNING, SUCCESSFUL, Job, new_id
+from .jobs import ACCEPTED, CANCELLING, DISMISSED, FAILED, RUNNING, SUCCESSFUL, Job
 from .results import FORMATS
 from .schemas import ConfClasses, Execute, JobList, LandingPage, OgcException, Process, ProcessList, StatusInfo
 from .services import current_user, services
 from .status import last_message, ogc_status
-from .tool import CLASSIFY, DESCRIPTIONS, PARAMETERS, TASKS, TITLES, inputs_of, plan_job
+from .tool import CLASSIFY, DESCRIPTIONS, PARAMETERS, TASKS, TITLES, inputs_of
 from .users import User
 
 PREFIX = "/ogcapi"
@@ -255,23 +254,7 @@ async def execute(
     task = _process(processID)
     store = services(request)
     params = {name: _unwrap(value) for name, value in body.inputs.items()}
-    resolver = Resolver(store.config, store.items, user)
-    job_id = new_id()
-
-    def submit() -> Job:
-        plan = plan_job(task, params, resolver, store.config, job_id, default_name=True)
-        return store.jobs.submit(
-            user.name,
-            plan.process,
-            plan.request,
-            output_name=plan.output_name,
-            inputs=plan.inputs,
-            uses=plan.uses,
-            max_attempts=plan.max_attempts,
-            job_id=job_id,
-        )
-
-    job = await run_in_threadpool(submit)
+    job = await run_in_threadpool(store.submit, user, task, params, True)
     headers = {"Location": f"{_base(request)}/jobs/{job.id}"}
     if prefers_async(prefer):
         headers["Preference-Applied"] = "respond-async"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
 from .config import ServerConfig
 from .db import Database
 from .errors import NotAuthorized
+from .inputs import Resolver
 from .items import ItemStore
-from .jobs import JobStore
+from .jobs import Job, JobStore, new_id
+from .tool import plan_job
 from .users import User, Users
 
 
@@ -26,6 +30,22 @@ class Services:
     def open(cls, config: ServerConfig) -> Services:
         db = Database(config.state)
         return cls(config, db, JobStore(db), ItemStore(db), Users(db))
+
+    def submit(self, user: User, task: str, params: Mapping[str, Any], default_name: bool) -> Job:
+        """Check and resolve a job's inputs and store it: what both APIs do on submission (blocking: call it in
+        a thread from a route)."""
+        job_id = new_id()
+        plan = plan_job(task, params, Resolver(self.config, self.items, user), self.config, job_id, default_name)
+        return self.jobs.submit(
+            user.name,
+            plan.process,
+            plan.request,
+            output_name=plan.output_name,
+            inputs=plan.inputs,
+            uses=plan.uses,
+            max_attempts=plan.max_attempts,
+            job_id=job_id,
+        )
 
 
 def services(request: Request) -> Services:
