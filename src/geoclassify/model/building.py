@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomically
 from ..errors import ModelPackageError, OutputError, OutputExistsError
 from .emd import ModelDefinition, parse_emd
 from .packages import ModelPackage
@@ -261,14 +261,8 @@ def _run_blank_chips(definition: Mapping[str, Any], source: Path, label: str) ->
 def _write(target: Path, definition: Mapping[str, Any], source: Path) -> None:
     """The zip beside its final name, then moved over it, so a failed write leaves no half package."""
     try:
-        handle, staging = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
-        os.close(handle)
-        try:
-            _zip(Path(staging), f"{target.stem}.emd", json.dumps(definition, indent=2) + "\n", source)
-            os.replace(staging, target)
-        finally:
-            if os.path.exists(staging):
-                os.unlink(staging)
+        emd = json.dumps(definition, indent=2) + "\n"
+        write_atomically(target, lambda staging: _zip(staging, f"{target.stem}.emd", emd, source), f".{target.name}-")
     except OSError as exc:
         raise OutputError(
             f"package {os.fspath(target)!r}: cannot write it ({exc.strerror or exc}); check the folder's permissions "

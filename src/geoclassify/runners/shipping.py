@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_bytes_atomically
 from ..errors import ClusterError, ModelPackageError
 from ..model.packages import MAX_PACKAGE_ENTRIES, cache_dir, extract_dlpk, max_package_bytes
 
@@ -38,14 +37,8 @@ class Shipment:
         try:
             if not path.exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                handle, staging = tempfile.mkstemp(prefix=".ship-", dir=folder)
-                try:
-                    with os.fdopen(handle, "wb") as out:
-                        out.write(self.data)
-                    os.replace(staging, path)  # atomic: threads and processes sharing a cache see all or nothing
-                finally:
-                    if os.path.exists(staging):
-                        os.unlink(staging)
+                # Threads and processes sharing a cache see all of it or nothing.
+                write_bytes_atomically(path, self.data, prefix=".ship-")
         except OSError as exc:
             raise ClusterError(
                 f"cannot write the model package into {folder} ({exc.strerror or exc}); give the workers a writable "

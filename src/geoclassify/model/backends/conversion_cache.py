@@ -9,11 +9,10 @@ hit needs neither the converter's libraries nor the source format's reader.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ...atomic import write_bytes_atomically
 from ...errors import SettingError
 from ..packages import cache_dir
 
@@ -35,14 +34,7 @@ def converted_onnx(source: Path, converter: str, convert: Callable[[], bytes]) -
     data = convert()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=".convert-", suffix=".onnx", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(staging, target)
-        finally:
-            if os.path.exists(staging):
-                os.unlink(staging)
+        write_bytes_atomically(target, data, prefix=".convert-")
     except OSError as exc:
         raise SettingError(
             f"{source}: cannot keep the converted model in {folder} ({exc.strerror or exc}); set GEOCLASSIFY_CACHE_DIR "
