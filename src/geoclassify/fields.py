@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 
 from .errors import OutputError
 from .model.emd import ClassInfo
+
+if TYPE_CHECKING:
+    # Imported where the rows are made: the command line reads DEFAULT_LABEL_FIELD without paying for pandas.
+    import geopandas as gpd
+    import pandas as pd
 
 DEFAULT_LABEL_FIELD = "ClassLabel"
 
@@ -38,7 +42,7 @@ PathLike = str | os.PathLike[str]
 
 
 def describe(features: PathLike | gpd.GeoDataFrame) -> str:
-    return "the features" if isinstance(features, gpd.GeoDataFrame) else repr(os.fspath(features))
+    return repr(os.fspath(features)) if isinstance(features, str | os.PathLike) else "the features"
 
 
 def check_fields(
@@ -92,6 +96,8 @@ def result_columns(
     A multi-label model's ``confidence`` holds every class's probability (one row per feature); its label is then
     the ``;``-joined names reaching ``threshold`` and its Confidence the ``;``-joined probabilities, as Esri writes.
     """
+    import pandas as pd
+
     names = np.array([c.name for c in classes] + [None], dtype=object)
     classified = class_index >= 0
     if confidence.ndim == 2:
@@ -135,6 +141,8 @@ def _multi_labels(
 
 def geometry_last(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """GIS users expect the geometry column last."""
+    import geopandas as gpd
+
     geometry = frame.geometry.name
     ordered = [c for c in frame.columns if c != geometry] + [geometry]
     return gpd.GeoDataFrame(frame[ordered], geometry=geometry, crs=frame.crs)

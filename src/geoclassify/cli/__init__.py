@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from ..errors import GeoclassifyError, GeoclassifyWarning, RunInterrupted, render
-from ..request import KEYWORD_SETTINGS
 
 # The server's commands import FastAPI only when `serve` runs, so `geoclassify --help` does not need the serve extra.
 from ..server.commands import serve, users
@@ -51,6 +50,8 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
 def cli_words() -> dict[str, str]:
     """Each run setting by the ``classify`` option that sets it, for messages: ``«cell_size»`` is ``--cell-size``
     (then ``evaluate``'s own, such as ``«layer_name»``, ``--layer``)."""
+    from ..request import KEYWORD_SETTINGS  # only when there is a message to word: `--help` stays light
+
     evaluate_words = {str(o.name): o.opts[0] for o in evaluate_command.params if isinstance(o, click.Option)}
     return {
         **evaluate_words,

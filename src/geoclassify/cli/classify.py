@@ -1,23 +1,30 @@
-"""``geoclassify classify``: its options, each filling one setting of the RunRequest it runs."""
+"""``geoclassify classify``: its options, each filling one setting of the RunRequest it runs.
+
+The run core (pandas, geopandas, rasterio, the model runtimes) is imported when the command runs, not when the
+command line is built, so ``geoclassify --help`` and the other commands start fast.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..api import DEFAULT_LABEL_FIELD
+from ..fields import DEFAULT_LABEL_FIELD
 from ..hooks import RunHooks
 from ..model.arguments import split_assignments
 from ..progress import TerminalProgress
-from ..request import RunRequest
-from ..runs import RunContext, run
 from .group import cli
+
+if TYPE_CHECKING:
+    from ..request import RunRequest
 
 
 def classify_request(options: dict[str, Any]) -> RunRequest:
     """The request that ``geoclassify classify`` makes of its options (each option fills one setting)."""
+    from ..request import RunRequest
+
     return RunRequest.from_keywords(
         **{**options, "arguments": split_assignments(options["arguments"]), "extent": options["extent"] or None}
     )
@@ -117,6 +124,8 @@ def classify_request(options: dict[str, Any]) -> RunRequest:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def classify(quiet: bool, **options: Any) -> None:
     """Label every feature (or every image) with the class the model sees in its image chip."""
+    from ..runs import RunContext, run
+
     bar = TerminalProgress() if not quiet and sys.stderr.isatty() else None
     try:
         summary = run(classify_request(options), RunContext(hooks=RunHooks(progress=bar)))

@@ -1,19 +1,23 @@
-"""``geoclassify inspect``, ``package`` and ``convert``: what a model is, and making packages."""
+"""``geoclassify inspect``, ``package`` and ``convert``: what a model is, and making packages.
+
+Each command imports what it runs (the model runtime, the converter and its onnx) in its body, so building the
+command line for ``--help`` or another command does not.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..api import inspect_model
 from ..model.arguments import split_assignments
-from ..model.backends.arcgis_learn.export import write_onnx_package
-from ..model.building import MeanStd, build_package, class_list, read_class_names
 from .group import cli
+
+if TYPE_CHECKING:
+    from ..model.building import MeanStd
 
 
 @cli.command()
@@ -23,6 +27,8 @@ from .group import cli
 @click.option("--trust-code", is_flag=True, help="Allow a package's Python inference function to run (it is code).")
 def inspect(model: str, arguments: tuple[str, ...], as_json: bool, trust_code: bool) -> None:
     """Show what a model is: framework, chip size, bands, crop mode, classes, normalisation, arguments."""
+    from ..api import inspect_model
+
     info = inspect_model(model, split_assignments(arguments), trust_code=trust_code)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -140,6 +146,7 @@ def package(
     overwrite: bool,
 ) -> None:
     """Build a .dlpk from an ONNX or TorchScript file; it is loaded and run once before it is written."""
+    from ..model.building import build_package, class_list, read_class_names
 
     def given(option: str) -> bool:
         """Typed on the command line: only then does an option with a default override the --emd file."""
@@ -202,6 +209,8 @@ def _mean_std(mean: str | None, std: str | None, scale: float | None, stats_file
         raise click.BadParameter(f"{std!r}: a standard deviation of 0 divides by zero", param_hint="--std")
     if scale is not None and not 0 < scale < float("inf"):
         raise click.BadParameter(f"{scale!r}: give a number above 0", param_hint="--scale")
+    from ..model.building import MeanStd
+
     return MeanStd(tuple(means), tuple(stds), 1.0 if scale is None else scale)
 
 
@@ -227,6 +236,8 @@ def _shown_names(classes: list[dict[str, Any]], limit: int = 10) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace the package if it exists.")
 def convert(model: str, out: str, overwrite: bool) -> None:
     """Rewrite an arcgis.learn FeatureClassifier package (.dlpk or .emd) as an ONNX package of the same model."""
+    from ..model.backends.arcgis_learn.export import write_onnx_package
+
     written = write_onnx_package(model, out, overwrite=overwrite)
     click.echo(
         f"geoclassify: wrote {out} (ONNX, {written['ImageWidth']} x {written['ImageHeight']} chips, bands "

@@ -1,4 +1,7 @@
-"""``geoclassify sample``, ``evaluate`` and ``layers``: the bundled sample, how good an answer is, a file's layers."""
+"""``geoclassify sample``, ``evaluate`` and ``layers``: the bundled sample, how good an answer is, a file's layers.
+
+The evaluation (pandas, pyogrio) is imported when ``evaluate`` or ``layers`` runs, not to build the command line.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..api import DEFAULT_LABEL_FIELD
-from ..evaluation import describe_layers, evaluate, format_layers, format_table, model_classes, save_plot
+from ..fields import DEFAULT_LABEL_FIELD
 from ..sample import copy_sample
 from .group import cli
 
@@ -46,6 +48,8 @@ def evaluate_command(
     as_json: bool,
 ) -> None:
     """Compare a classified layer's labels with a truth field: accuracy, kappa, per-class figures, the matrix."""
+    from ..evaluation import evaluate, format_table, model_classes, save_plot
+
     classes = model_classes(model) if model else None
     evaluation = evaluate(layer, truth_field, label_field, layer_name, classes)
     if plot:
@@ -60,5 +64,7 @@ def evaluate_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def layers_command(file: str, as_json: bool) -> None:
     """List a vector file's layers: geometry type, feature count, CRS and fields (one line each)."""
+    from ..evaluation import describe_layers, format_layers
+
     layers = describe_layers(file)
     click.echo(json.dumps(layers, indent=2) if as_json else format_layers(file, layers))
