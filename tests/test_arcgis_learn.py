@@ -256,10 +256,10 @@ def points(tmp_path_factory):
 
 def test_cli_classifies_a_current_dialect_dlpk_without_running_its_wrapper(nets, points, tmp_path):
     raster, features, spots = points
-    net = nets.cnn_learner_model("resnet18", 3, 3, seed=4)
+    net = nets.cnn_learner_model("resnet34", 3, 3, seed=4)
     weights = save_pth(net, tmp_path / "model.pth", legacy=True)
     wrapper = {"ArcGISObjectClassifier.py": WRAPPER}
-    package = write_dlpk(tmp_path / "damage.dlpk", emd("resnet18", 3), weights, extra=wrapper)
+    package = write_dlpk(tmp_path / "damage.dlpk", emd("resnet34", 3), weights, extra=wrapper)
     out = tmp_path / "out.gpkg"
     result = run_classify(raster, package, features, out)  # no --trust-code
     assert result.returncode == 0, result.stderr
@@ -271,7 +271,7 @@ def test_cli_classifies_a_current_dialect_dlpk_without_running_its_wrapper(nets,
     cache = Path(os.environ["GEOCLASSIFY_CACHE_DIR"])
     assert list(cache.rglob("ArcGISObjectClassifier.py")) and not list(cache.rglob("*.ran"))  # there, never run
     info = json.loads(run_cli("inspect", package, "--json").stdout)
-    assert info["runtime"]["backbone"] == "resnet18" and info["runtime"]["dialect"] == "current"
+    assert info["runtime"]["backbone"] == "resnet34" and info["runtime"]["dialect"] == "current"
     assert [c["name"] for c in info["classes"]] == list(names)
 
 
