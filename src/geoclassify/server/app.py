@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from geoclassify import GeoclassifyError, __version__
 
 from ..viewer import router as viewer_router
-from . import content, esri, ogc
+from . import content, esri, evaluations, ogc
 from .config import ServerConfig
 from .errors import ServerError
 from .services import Services
@@ -69,6 +69,7 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> FastAPI:
     app.include_router(esri.router)
     app.include_router(ogc.router)
     app.include_router(content.router)
+    app.include_router(evaluations.router)  # a result's accuracy, kappa and confusion matrix
     app.include_router(viewer_router)  # the map viewer: the page at / (for browsers) and /viewer/...
 
     @app.get("/", include_in_schema=False)
