@@ -14,12 +14,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from ..core.chips import Chip, cut_chip
+from ..core.chips import ChipStack
 from ..core.predictions import BatchResult
 from ..errors import InferenceError
 from ..model.runtime import Model
 from .base import PlanJob, Record, RetryPolicy
-from .work import classify_chips, read_region
+from .cutting import cut_region
+from .work import classify_stack, read_region
 
 #: Batches handed to the inference thread but not yet finished; bounds memory while cutting runs ahead.
 IN_FLIGHT = 2
@@ -41,12 +42,13 @@ class LocalRunner:
         with _ChipBatches(job.model, job.band_indexes, RetryPolicy(self.retries), record) as batches:
             for group in job.groups:
                 region = read_region(job.raster, job.windows[group])
-                for i, polygon in zip(group, job.polygons(group), strict=True):
-                    batches.add(job.targets[i], cut_chip(region.reader, job.windows[i], job.spec, polygon))
+                for positions, stack in cut_region(region, job.windows[group], job.spec, job.polygons(group)):
+                    batches.add(job.targets[group[positions]], stack)
 
 
 class _ChipBatches:
-    """Collects chips into batches and classifies them on a background thread while the next ones are cut.
+    """Collects chips into batches of the model's size and classifies them on a background thread while the next
+    ones are cut.
 
     Results are keyed by feature, so the order batches finish in does not matter.
     """
@@ -56,11 +58,12 @@ class _ChipBatches:
         self.band_indexes = band_indexes
         self.retry = retry
         self.record = record
-        self._targets: list[int] = []
-        self._chips: list[Chip] = []
+        self._targets: list[np.ndarray] = []
+        self._stacks: list[ChipStack] = []
+        self._count = 0
         self._keys = itertools.count()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoclassify-inference")
-        self._pending: deque[tuple[Future[BatchResult], int, np.ndarray, list[Chip]]] = deque()
+        self._pending: deque[tuple[Future[BatchResult], int, np.ndarray, ChipStack]] = deque()
 
     def __enter__(self) -> _ChipBatches:
         return self
@@ -68,7 +71,7 @@ class _ChipBatches:
     def __exit__(self, exc_type: object, *_: object) -> None:
         try:
             if exc_type is None:
-                self._submit()
+                self._flush(final=True)
                 while self._pending:
                     self._collect()
         finally:
@@ -76,31 +79,43 @@ class _ChipBatches:
                 future.cancel()
             self._pool.shutdown(wait=True)
 
-    def add(self, target: int, chip: Chip) -> None:
-        self._targets.append(int(target))
-        self._chips.append(chip)
-        if len(self._chips) >= self.model.batch_size:
-            self._submit()
+    def add(self, targets: np.ndarray, stack: ChipStack) -> None:
+        self._targets.append(np.asarray(targets, dtype=np.int64))
+        self._stacks.append(stack)
+        self._count += len(stack)
+        if self._count >= self.model.batch_size:
+            self._flush()
 
-    def _submit(self, again: tuple[int, np.ndarray, list[Chip]] | None = None) -> None:
-        if again is None:
-            if not self._chips:
-                return
-            again = (next(self._keys), np.array(self._targets), self._chips)
-            self._targets, self._chips = [], []
-        key, targets, chips = again
-        future = self._pool.submit(classify_chips, self.model, self.band_indexes, targets, chips)
-        self._pending.append((future, key, targets, chips))
+    def _flush(self, final: bool = False) -> None:
+        """Submit every whole batch collected (``final``: the rest too), in order."""
+        if not self._count:
+            return
+        targets = np.concatenate(self._targets)
+        stack = ChipStack.concatenate(self._stacks)
+        step = self.model.batch_size
+        whole = len(targets) if final else len(targets) // step * step
+        for start in range(0, whole, step):
+            part = slice(start, min(start + step, whole))
+            self._submit((next(self._keys), targets[part], stack.take(part)))
+        self._targets = [targets[whole:]] if whole < len(targets) else []
+        self._stacks = [stack.take(slice(whole, None))] if whole < len(targets) else []
+        self._count = len(targets) - whole
+
+    def _submit(self, batch: tuple[int, np.ndarray, ChipStack]) -> None:
+        key, targets, stack = batch
+        owned = self.retry.retries == 0  # a batch that may run again must keep its raw pixels
+        future = self._pool.submit(classify_stack, self.model, self.band_indexes, targets, stack, owned)
+        self._pending.append((future, key, targets, stack))
         while len(self._pending) > IN_FLIGHT:
             self._collect()
 
     def _collect(self) -> None:
-        future, key, targets, chips = self._pending.popleft()
+        future, key, targets, stack = self._pending.popleft()
         try:
             result = future.result()
         except InferenceError as exc:
             self.retry.again(key, exc)
-            self._submit((key, targets, chips))
+            self._submit((key, targets, stack))
             return
         self.retry.done(key)
         self.record(result)

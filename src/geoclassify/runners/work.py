@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from ..core.chips import Chip, ChipSpec, cut_chip
+from ..core.chips import Chip, ChipSpec, ChipStack, cut_chip
 from ..core.predictions import BatchResult
 from ..io.mosaics import GridSource
 from ..io.rasters import RasterSource
@@ -57,6 +57,10 @@ class WorkerSetup:
     spec: ChipSpec
     band_indexes: tuple[int, ...]
 
+    def open(self) -> WorkerState:
+        """The worker's state; a runner calls this, and :meth:`WorkerState.run`, whatever kind of work it runs."""
+        return open_worker_state(self)
+
 
 @dataclass
 class WorkerState:
@@ -66,6 +70,9 @@ class WorkerState:
     raster: Raster
     spec: ChipSpec
     band_indexes: tuple[int, ...]
+
+    def run(self, work: Work) -> BatchResult:
+        return run_work(self, work)
 
 
 def open_worker_state(setup: WorkerSetup) -> WorkerState:
@@ -123,14 +130,24 @@ def classify_windows(
 
 
 def classify_chips(model: Model, band_indexes: tuple[int, ...], targets: np.ndarray, chips: list[Chip]) -> BatchResult:
-    """Classify the chips that hold any valid pixel; the others keep class index -1."""
-    labels = np.full(len(chips), -1, dtype=np.int64)
-    scores = np.full((len(chips), *model.score_shape), np.nan)
-    covered = np.array([c.coverage for c in chips], dtype=np.float64)
+    """Classify chips cut one at a time (see :func:`classify_stack`)."""
+    return classify_stack(model, band_indexes, targets, ChipStack.of(chips))
+
+
+def classify_stack(
+    model: Model, band_indexes: tuple[int, ...], targets: np.ndarray, stack: ChipStack, owned: bool = True
+) -> BatchResult:
+    """Classify the chips that hold any valid pixel; the others keep class index -1. ``owned``: the caller hands the
+    stack over, so normalisation may overwrite its pixels (a caller that may classify it again passes False)."""
+    n = len(stack)
+    labels = np.full(n, -1, dtype=np.int64)
+    scores = np.full((n, *model.score_shape), np.nan)
+    covered = np.asarray(stack.coverage, dtype=np.float64)
     keep = np.flatnonzero(covered > 0)
     if len(keep):
-        pixels = np.stack([chips[k].pixels for k in keep])
-        valid = np.stack([chips[k].valid for k in keep])
+        whole = len(keep) == n
+        pixels = stack.pixels if whole else stack.pixels[keep]
+        valid = stack.valid if whole else stack.valid[keep]
         ids = [f"feature {targets[k]}" for k in keep]
-        labels[keep], scores[keep] = model.classify(pixels, valid, band_indexes, ids, owned=True)
+        labels[keep], scores[keep] = model.classify(pixels, valid, band_indexes, ids, owned=owned or not whole)
     return BatchResult(targets, labels, scores, covered)

@@ -1,0 +1,140 @@
+"""How close the dense run comes to the machine's limit: three figures of one case, measured in one run.
+
+    python benchmarks/limit.py [--size 8192] [--features 34600] [--repeat 1]
+
+1. decode: reading (and decompressing) every raster block any chip window touches, in one process, nothing else;
+2. model alone: ONNX Runtime on the same number of chips already in memory (normalised, the run's batch size),
+   with one intra-op thread and with the default, the faster counted;
+3. end to end: the ``geoclassify classify`` command, process start to exit (GeoPackage in and out).
+
+A run can do no better than the slower of decode and model (they overlap in the pipeline, the rest of the work
+hides behind them), so ``end to end / max(decode, model)`` says how far it is from the limit (target <= 1.3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyogrio
+import rasterio
+from rasterio.windows import Window
+
+import data
+
+CHIP = 64
+WIDTHS = [8, 16, 32]
+#: Batch size of the run: the EMD sets none, so the default (geoclassify.model.runtime.DEFAULT_BATCH_SIZE).
+BATCH = 16
+#: Distinct chips the model-alone figure cycles through: the same work as every chip, in bounded memory.
+POOL = 2048
+
+
+def chip_windows(raster: Path, houses: Path) -> np.ndarray:
+    """(row_off, col_off) of every feature's fixed chip window, as the run places them."""
+    bounds = pyogrio.read_dataframe(houses, columns=[]).geometry.bounds.to_numpy()
+    with rasterio.open(raster) as src:
+        inverse = ~src.transform
+    cols, rows = inverse * ((bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2)
+    return np.column_stack(
+        [np.floor(np.asarray(rows) - CHIP / 2 + 0.5), np.floor(np.asarray(cols) - CHIP / 2 + 0.5)]
+    ).astype(np.int64)
+
+
+def decode_seconds(raster: Path, windows: np.ndarray) -> tuple[float, np.ndarray]:
+    """Seconds to decode every block any window touches (each once); returns the whole image too."""
+    started = time.perf_counter()
+    with rasterio.open(raster) as src:
+        bh, bw = src.block_shapes[0]
+        rows_b = np.arange(math.ceil(src.height / bh))
+        cols_b = np.arange(math.ceil(src.width / bw))
+        needed = np.zeros((len(rows_b), len(cols_b)), dtype=bool)
+        r0 = np.clip(windows[:, 0], 0, src.height - 1) // bh
+        r1 = np.clip(windows[:, 0] + CHIP - 1, 0, src.height - 1) // bh
+        c0 = np.clip(windows[:, 1], 0, src.width - 1) // bw
+        c1 = np.clip(windows[:, 1] + CHIP - 1, 0, src.width - 1) // bw
+        for dr in (r0, r1):
+            for dc in (c0, c1):
+                needed[dr, dc] = True
+        image = np.zeros((src.count, src.height, src.width), dtype=np.uint8)
+        for br, bc in zip(*np.nonzero(needed), strict=True):
+            window = Window(bc * bw, br * bh, min(bw, src.width - bc * bw), min(bh, src.height - br * bh))
+            rows = slice(window.row_off, window.row_off + window.height)
+            image[:, rows, window.col_off : window.col_off + window.width] = src.read(window=window)
+    return time.perf_counter() - started, image
+
+
+def model_seconds(model: Path, image: np.ndarray, windows: np.ndarray, threads: int) -> float:
+    """Seconds for ONNX Runtime to classify ``len(windows)`` chips in memory, batch size ``BATCH``."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    inside = windows[
+        (windows[:, 0] >= 0)
+        & (windows[:, 1] >= 0)
+        & (windows[:, 0] + CHIP <= image.shape[1])
+        & (windows[:, 1] + CHIP <= image.shape[2])
+    ][:POOL]
+    pool = np.stack([image[:, r : r + CHIP, c : c + CHIP] for r, c in inside]).astype(np.float32)
+    pool = (pool - 120.0) / 60.0
+    session.run(None, {"input": pool[:BATCH]})
+    started = time.perf_counter()
+    for start in range(0, len(windows), BATCH):
+        count = min(BATCH, len(windows) - start)
+        at = start % (len(pool) - BATCH)
+        session.run(None, {"input": pool[at : at + count]})
+    return time.perf_counter() - started
+
+
+def end_to_end_seconds(raster: Path, model: Path, houses: Path) -> float:
+    """Seconds of the ``geoclassify classify`` command, process start to exit."""
+    exe = Path(sys.executable).with_name("geoclassify")
+    out = data.CACHE / "limit_out.gpkg"
+    command = [str(exe), "classify", "--image", str(raster), "--model", str(model), "--features", str(houses)]
+    started = time.perf_counter()
+    subprocess.run([*command, "--out", str(out), "--overwrite"], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--features", type=int, default=34_600)
+    parser.add_argument("--repeat", type=int, default=1, help="end-to-end runs (the median is reported)")
+    args = parser.parse_args()
+    raster = data.raster(args.size)
+    houses = data.polygons(args.features, args.size)
+    onnx_file = data.cnn("tiny64", CHIP, WIDTHS)
+    model = data.dlpk(onnx_file, CHIP)
+    windows = chip_windows(raster, houses)
+    decode, image = decode_seconds(raster, windows)
+    alone = {threads: model_seconds(onnx_file, image, windows, threads) for threads in (1, 0)}
+    del image
+    best = min(alone.values())
+    runs = [end_to_end_seconds(raster, model, houses) for _ in range(args.repeat)]
+    e2e = statistics.median(runs)
+    n = len(windows)
+    mflop = data.flops(WIDTHS, CHIP) / 1e6
+    print(f"case: {args.size:,}² tiled DEFLATE GeoTIFF, {n:,} polygons, 64-px CNN ({mflop:.1f} MFLOP)")
+    print()
+    print("| figure | seconds | features/s |")
+    print("|---|---|---|")
+    print(f"| decode every block the chips touch | {decode:.2f} | {n / decode:,.0f} |")
+    for threads, seconds in alone.items():
+        print(f"| model alone, {threads or 'default'} intra-op thread(s) | {seconds:.2f} | {n / seconds:,.0f} |")
+    shown = ", ".join(f"{r:.2f}" for r in runs)
+    print(f"| end to end (`geoclassify classify`, process start to exit) | {e2e:.2f} ({shown}) | {n / e2e:,.0f} |")
+    print(f"\nratio: end to end / max(decode, model) = {e2e / max(decode, best):.2f} (target <= 1.3); "
+          f"{n / e2e:,.0f} features/s end to end (target >= 12,000)")
+
+
+if __name__ == "__main__":
+    main()
