@@ -52,7 +52,7 @@ def mosaic_grid(sources: Sequence[RasterSource], cell_size: float | None = None)
     base = first.dataset.transform
     if not base.is_rectilinear or base.a <= 0 or base.e >= 0:
         raise RasterError(
-            f"raster {first.path!r} is rotated or not north-up; mosaics and «cell_size» need north-up "
+            f"raster {first.label!r} is rotated or not north-up; mosaics and «cell_size» need north-up "
             "rasters (warp it first, e.g. gdalwarp)"
         )
     res_x, res_y = (cell_size, cell_size) if cell_size else (base.a, -base.e)
@@ -61,7 +61,7 @@ def mosaic_grid(sources: Sequence[RasterSource], cell_size: float | None = None)
     for source in sources:
         if (source.crs is None) != (crs is None):
             raise RasterError(
-                f"raster {source.path!r} and {first.path!r}: one has a coordinate system and the other "
+                f"raster {source.label!r} and {first.label!r}: one has a coordinate system and the other "
                 "not; a mosaic needs all or none"
             )
         bounds = source.dataset.bounds
@@ -112,8 +112,8 @@ class GridSource:
         self.sources = list(sources)
         self.grid = grid
         self.resampling = resampling
-        self.path = label or (
-            self.sources[0].path if len(self.sources) == 1 else f"mosaic of {len(self.sources)} images"
+        self.label = label or (
+            self.sources[0].label if len(self.sources) == 1 else f"mosaic of {len(self.sources)} images"
         )
         self.band_indexes: tuple[int, ...] = ()
         self._readers = [self._reader(source) for source in self.sources]
@@ -140,7 +140,7 @@ class GridSource:
             return source.dataset, (row, col), extent, source.needs_mask
         if grid.crs is None:
             raise RasterError(
-                f"raster {source.path!r} has no coordinate system, so it cannot be warped onto the grid "
+                f"raster {source.label!r} has no coordinate system, so it cannot be warped onto the grid "
                 "of the other images or another cell size"
             )
         x_scale, y_scale = warp_scales(source, grid)
@@ -197,7 +197,7 @@ class GridSource:
         chosen = [source.select_bands(extract_bands) for source in self.sources]
         counts = {len(c) for c in chosen}
         if len(counts) > 1:
-            detail = ", ".join(f"{s.path!r}: {s.dataset.count}" for s in self.sources)
+            detail = ", ".join(f"{s.label!r}: {s.dataset.count}" for s in self.sources)
             raise RasterError(
                 f"the images have different band counts ({detail}); a mosaic needs the same bands in "
                 "each, or give ExtractBands in the EMD"
@@ -217,9 +217,8 @@ class GridSource:
                 or row_off + height <= extent[1]
             ):
                 continue
-            data, ok = _read(
-                dataset, source.band_indexes, (row_off - d_row, col_off - d_col, height, width), needs_mask, source.path
-            )
+            window = (row_off - d_row, col_off - d_col, height, width)
+            data, ok = _read(dataset, source.band_indexes, window, needs_mask, source.label)
             fill = ok & ~valid
             if fill.any():
                 pixels[:, fill] = data[:, fill]
@@ -240,7 +239,7 @@ class GridSource:
             self.sources[0].band_indexes,
             (row_off - d_row, col_off - d_col, height, width),
             needs_mask,
-            self.path,
+            self.label,
             out_shape,
         )
 

@@ -54,16 +54,16 @@ class RasterSource:
 
     def __init__(self, path: str | os.PathLike[str], label: str | None = None) -> None:
         location = os.fspath(path)
-        self.path = label or location  # what the user called it, for messages
+        self.label = label or location  # what the user called it, for messages (not always a path)
         if not is_remote(location) and not Path(location).exists():
-            raise RasterError(f"raster {self.path!r} not found; check the path given to «input_raster»")
+            raise RasterError(f"raster {self.label!r} not found; check the path given to «input_raster»")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.dataset = rasterio.open(location)
         except RasterioIOError as exc:
             raise RasterError(
-                f"raster {self.path!r} cannot be read by GDAL ({gdal_cause(exc)}); is it an image file?"
+                f"raster {self.label!r} cannot be read by GDAL ({gdal_cause(exc)}); is it an image file?"
             ) from None
         self.band_indexes: tuple[int, ...] = tuple(range(self.dataset.count))
         # Reading masks costs a second pass over every window; skip it when GDAL says all pixels are valid.
@@ -107,7 +107,7 @@ class RasterSource:
             if isinstance(band, int):
                 if band >= count:
                     raise RasterError(
-                        f"raster {self.path!r} has {count} band(s) (indexes 0-{count - 1}) but the model's "
+                        f"raster {self.label!r} has {count} band(s) (indexes 0-{count - 1}) but the model's "
                         f"ExtractBands asks for band index {band}; use a raster with the bands the model "
                         "was trained on"
                     )
@@ -117,7 +117,7 @@ class RasterSource:
                 if not matches:
                     names = ", ".join(repr(d) for d in descriptions if d) or "none"
                     raise RasterError(
-                        f"raster {self.path!r} has no band named {band!r} (ExtractBands); its band names: {names}"
+                        f"raster {self.label!r} has no band named {band!r} (ExtractBands); its band names: {names}"
                     )
                 resolved.append(matches[0])
         self.band_indexes = tuple(resolved)
@@ -126,7 +126,7 @@ class RasterSource:
     def read_window(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (bands, height, width) float32, NoData and outside pixels 0; valid where every band has data."""
         return read_clamped(
-            self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.path
+            self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.label
         )
 
     def read_resampled(
@@ -134,7 +134,7 @@ class RasterSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         """A window inside the raster, resampled by GDAL to ``out_shape`` while reading."""
         return read_clamped(
-            self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.path, out_shape
+            self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.label, out_shape
         )
 
 

@@ -70,10 +70,10 @@ def classify_mosaic(
         builder = PlanBuilder(chip_spec(model), rows, cols, spill=batches.streamed)
         lost = placed = 0
         for batch in batches:
-            moved, batch_lost, batch_placed = reproject(batch, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
+            moved, batch_lost, batch_placed = reproject(batch, raster.crs, raster.label, features_label)  # type: ignore[arg-type]
             lost, placed = lost + batch_lost, placed + batch_placed
             builder.add(to_pixel_space(raster.transform, moved))
-        check_lost(lost, placed, batches.crs, raster.crs, raster.path, features_label)  # type: ignore[arg-type]
+        check_lost(lost, placed, batches.crs, raster.crs, raster.label, features_label)  # type: ignore[arg-type]
         opener = partial(open_mosaic, refs, cell_size, resampling)
         with builder.finish() as plan, tracking(plan.count) as advance:
             return classify_plan(model, raster, plan, band_indexes, runner, opener, journal, advance)
@@ -129,7 +129,7 @@ def classify_items(
             rows, cols = source.shape
             builder = PlanBuilder(spec, rows, cols, spill=batches.streamed)
             outline = footprint(source)
-            items.append(_Item(position, ref, source.crs, source.path, source.transform, outline, builder, []))
+            items.append(_Item(position, ref, source.crs, source.label, source.transform, outline, builder, []))
     empties: list[np.ndarray] = []
     offset = 0
     for batch in batches:

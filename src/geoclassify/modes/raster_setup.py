@@ -37,7 +37,7 @@ def warn_outside_cell_range(model: Model, raster: RasterSource | GridSource) -> 
         )
         if outside:
             warnings.warn(
-                f"raster {raster.path!r} has {x:g} x {y:g} cells, {too} than the model was trained on "
+                f"raster {raster.label!r} has {x:g} x {y:g} cells, {too} than the model was trained on "
                 f"({'MinCellSize' if too == 'finer' else 'MaxCellSize'} {bound.x:g} x {bound.y:g}); objects will "
                 "look smaller or larger to the model than in training",
                 CellSizeWarning,
@@ -50,7 +50,7 @@ def prepare_raster(model: Model, raster: RasterSource | GridSource) -> tuple[int
     band_indexes = raster.select_bands(model.definition.extract_bands)
     if model.band_count is not None and len(band_indexes) != model.band_count:
         raise ModelMismatchError(
-            f"{model.package.source}: the model takes {model.band_count} bands but raster {raster.path!r} "
+            f"{model.package.source}: the model takes {model.band_count} bands but raster {raster.label!r} "
             f"has {len(band_indexes)} and the EMD has no ExtractBands to choose from them; add ExtractBands"
         )
     model.prepare(band_indexes)
