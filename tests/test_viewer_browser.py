@@ -2,8 +2,9 @@
 against a real ``geoclassify serve`` on a loopback port. A user signs in, uploads a layer, chooses the inputs, sees
 the model's arguments arrive from QueryDeepLearningModelInfo, runs the tool from the keyboard, watches the job,
 finds the legend's counts equal to the result's, clicks a house and reads its popup, downloads the result, cancels
-a second job, renames and deletes in My Content. Screenshots are checked not to be blank; with
-GEOCLASSIFY_DOCS_SCREENSHOT=1 the result's is written to docs/viewer.png. No request leaves the loopback address."""
+a second job, evaluates the result against its truth field, renames and deletes in My Content. Screenshots are
+checked not to be blank; with GEOCLASSIFY_DOCS_SCREENSHOT=1 the result's is written to docs/viewer.png. No request
+leaves the loopback address."""
 
 from __future__ import annotations
 
@@ -291,6 +292,60 @@ def test_a_second_job_is_cancelled(page, served):
     assert page.locator("#job-cancel").is_disabled()
     status, items = call("GET", server.url + "/api/items?kind=result", token)
     assert "to-be-cancelled" not in [i["name"] for i in items["items"]]
+
+
+def test_evaluate_a_result_against_its_truth_field_from_the_keyboard(page, served):
+    server, token, root, folder = served
+    page.locator("#content-panel summary").click()
+    row = page.locator("#content-table tbody tr", has_text="houses_classifiedObjects")
+    row.wait_for()
+    item_id = row.get_attribute("data-item-id")
+    opener = row.get_by_role("button", name="Evaluate houses_classifiedObjects against a truth field")
+    opener.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('evaluation-truth').options.length > 0", timeout=60_000)
+    truth = page.get_by_label("Truth field", exact=True)
+    options = truth.locator("option").all_inner_texts()
+    assert "Truth" in options and "house_id" in options
+    assert not {"ClassLabel", "ClassValue", "Confidence", "Coverage"} & set(options)  # what the run wrote
+    assert truth.input_value() == "Truth"
+    assert page.evaluate("document.activeElement.id") == "evaluation-truth"
+    assert page.locator("#evaluation-title").inner_text() == "Evaluate houses_classifiedObjects"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "evaluation-run"
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(() => { const i = document.getElementById('evaluation-matrix'); return i.complete && i.naturalWidth > 0 "
+        "&& !document.getElementById('evaluation-open').hidden; })()",
+        timeout=60_000,
+    )
+    status, expected = call("GET", f"{server.url}/api/items/{item_id}/evaluation?truthField=Truth", token)
+    assert status == 200 and expected["evaluated"] == 121
+    accuracy, kappa = f"{100 * expected['accuracy']:.1f}%", f"{expected['kappa']:.3f}"
+    assert page.locator("#evaluation-accuracy").inner_text() == accuracy
+    assert page.locator("#evaluation-kappa").inner_text() == kappa
+    assert page.locator("#evaluation-counts").inner_text() == "121 of 121 compared"
+    image = page.get_by_role("img", name="Confusion matrix of houses_classifiedObjects")
+    alt = image.get_attribute("alt")
+    assert f"accuracy {accuracy}" in alt and f"Cohen's kappa {kappa}" in alt and "against Truth" in alt
+    size = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert size[0] > 200 and size[1] > 200, size
+    assert image.evaluate("i => i.src").startswith("blob:")  # fetched with the token in a header, not in a link
+    not_blank(image.screenshot())
+    assert page.evaluate("(p => p.scrollWidth <= p.clientWidth)(document.getElementById('pane'))")  # all in view
+    # a field whose values are no class of the model: counted, and the server's warning is shown
+    truth.select_option("roof_material")
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    page.wait_for_function("document.getElementById('evaluation-status').textContent.includes('no class of the model')")
+    page.wait_for_function("document.getElementById('evaluation-accuracy').textContent === '0.0%'")
+    # Escape closes the panel and gives the focus back to the row's button
+    truth.focus()
+    page.keyboard.press("Escape")
+    assert page.locator("#evaluation").is_hidden()
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Evaluate houses_classifiedObjects against a truth field"
+    )
+    page.locator("#content-panel summary").click()  # closed again, as the next test expects to find it
 
 
 def test_my_content_lists_results_and_renames_and_deletes_them(page, served):

@@ -1,4 +1,4 @@
-// My Content's results: name, date, model and class counts, with Show, Rename and Delete.
+// My Content's results: name, date, model and class counts, with Show, Evaluate, Rename and Delete.
 
 import { api } from "./api.js";
 
@@ -26,7 +26,7 @@ function button(text, label, onClick) {
   return node;
 }
 
-export function renderContent(table, results, { onShow, onChanged, onError }) {
+export function renderContent(table, results, { onShow, onEvaluate, onChanged, onError }) {
   const body = table.tBodies[0];
   if (!results.length) {
     const row = document.createElement("tr");
@@ -49,6 +49,7 @@ export function renderContent(table, results, { onShow, onChanged, onError }) {
       actions.className = "actions";
       actions.append(
         button("Show", `Show ${r.name} on the map`, () => onShow(r)),
+        button("Evaluate", `Evaluate ${r.name} against a truth field`, (event) => onEvaluate(r, event.currentTarget)),
         button("Rename", `Rename ${r.name}`, () => startRename(row, name, r, onChanged, onError)),
         button("Delete", `Delete ${r.name}`, async () => {
           if (!globalThis.confirm(`Delete the result "${r.name}" from My Content?`)) return;

@@ -1,8 +1,18 @@
 // The page: sign-in, the layers list and uploads, the tool pane and its job, the map with the result's legend
-// and popups, My Content. Each part lives in its own module; this one wires them together.
+// and popups, My Content and a result's evaluation. Each part lives in its own module; this one wires them together.
 
 import { ApiError, api, download, session } from "./api.js";
 import { renderContent } from "./content.js";
+import {
+  countsText,
+  evaluationPaths,
+  fetchImage,
+  guessTruthField,
+  kappaText,
+  matrixAlt,
+  percentText,
+  truthCandidates,
+} from "./evaluate.js";
 import { CLASSIFY, JobClient } from "./jobclient.js";
 import { layerKey, renderLayers } from "./layers.js";
 import { hideLegend, showLegend } from "./legend.js";
@@ -14,7 +24,17 @@ import { itemName, kindForFile, uploadFile } from "./upload.js";
 
 const $ = (id) => document.getElementById(id);
 const jobs = new JobClient();
-const state = { me: null, layers: [], shown: new Set(), mapView: null, tool: null, job: null, legendKey: null, modelToken: 0 };
+const state = {
+  me: null,
+  layers: [],
+  shown: new Set(),
+  mapView: null,
+  tool: null,
+  job: null,
+  legendKey: null,
+  modelToken: 0,
+  evaluation: null, // { result, details, opener, imageUrl, token }
+};
 const timings = {};
 globalThis.geoclassifyViewer = { state, timings };
 
@@ -381,16 +401,128 @@ async function loadContent() {
   $("content-error").textContent = "";
   renderContent($("content-table"), reply.results, {
     onShow: (r) => showLayer(r),
+    onEvaluate: (r, opener) => openEvaluation(r, opener),
     onError: (message) => {
       $("content-error").textContent = message;
     },
     onChanged: async (change) => {
       if (change.deleted) hideLayer(change.deleted);
       if (change.renamed && state.legendKey === layerKey(change.renamed)) $("legend-title").textContent = change.name;
+      const evaluated = state.evaluation?.result.itemId;
+      if (change.deleted && change.deleted.itemId === evaluated) closeEvaluation({ refocus: false });
+      if (change.renamed && change.renamed.itemId === evaluated) {
+        state.evaluation.result = { ...state.evaluation.result, name: change.name };
+        $("evaluation-title").textContent = `Evaluate ${change.name}`;
+      }
       await Promise.all([loadLayers(), loadContent()]);
     },
   });
 }
+
+// -- evaluating a result --------------------------------------------------------------------------------------
+
+function clearEvaluation() {
+  $("evaluation-figures").hidden = true;
+  $("evaluation-open").hidden = true;
+  $("evaluation-error").textContent = "";
+  $("evaluation-truth").removeAttribute("aria-invalid");
+  const image = $("evaluation-matrix");
+  image.removeAttribute("src");
+  image.alt = "";
+  if (state.evaluation?.imageUrl) URL.revokeObjectURL(state.evaluation.imageUrl);
+  if (state.evaluation) state.evaluation.imageUrl = null;
+}
+
+/** Open the panel for ``result``: its fields (less those the run wrote) become the truth field's choices. */
+async function openEvaluation(result, opener) {
+  clearEvaluation();
+  const token = (state.evaluation?.token ?? 0) + 1;
+  state.evaluation = { result, details: null, opener, imageUrl: null, token };
+  $("evaluation").hidden = false;
+  $("evaluation-title").textContent = `Evaluate ${result.name}`;
+  $("evaluation-status").textContent = "Reading the result's fields...";
+  const select = $("evaluation-truth");
+  select.replaceChildren();
+  $("evaluation-run").disabled = true;
+  let details;
+  try {
+    const query = result.layer ? { src: result.src, layer: result.layer } : { src: result.src };
+    details = await api(`/viewer/api/layer?${new URLSearchParams(query)}`);
+  } catch (err) {
+    if (token !== state.evaluation?.token) return;
+    $("evaluation-status").textContent = "";
+    $("evaluation-error").textContent = err.message;
+    return;
+  }
+  if (token !== state.evaluation?.token) return;
+  state.evaluation.details = details;
+  const candidates = truthCandidates(details.vector?.fields || [], details.result || {});
+  select.replaceChildren(...candidates.map((f) => new Option(f, f)));
+  select.value = guessTruthField(candidates);
+  $("evaluation-run").disabled = candidates.length === 0;
+  $("evaluation-status").textContent = candidates.length
+    ? `Choose the field that holds the truth, then Evaluate (${details.result?.labelField || "ClassLabel"} is compared with it).`
+    : "This result has no field besides those the run wrote: there is no truth to compare with.";
+  $("evaluation").scrollIntoView({ block: "nearest" });
+  select.focus();
+}
+
+function closeEvaluation({ refocus = true } = {}) {
+  clearEvaluation();
+  const opener = state.evaluation?.opener;
+  state.evaluation = null;
+  $("evaluation").hidden = true;
+  $("evaluation-status").textContent = "";
+  if (refocus && opener?.isConnected) opener.focus();
+}
+
+$("evaluation-close").addEventListener("click", () => closeEvaluation());
+$("evaluation").addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closeEvaluation();
+});
+
+$("evaluation-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const current = state.evaluation;
+  const truth = $("evaluation-truth").value;
+  if (!current?.details || !truth) return;
+  clearEvaluation();
+  const token = current.token;
+  const { result } = current;
+  const paths = evaluationPaths(result.itemId, truth, current.details.result?.labelField);
+  $("evaluation-run").disabled = true;
+  $("evaluation-status").textContent = `Comparing ${current.details.result?.labelField || "the labels"} with ${truth}...`;
+  try {
+    const data = await api(paths.json);
+    if (token !== state.evaluation?.token) return;
+    $("evaluation-accuracy").textContent = percentText(data.accuracy);
+    $("evaluation-kappa").textContent = kappaText(data.kappa);
+    $("evaluation-counts").textContent = countsText(data);
+    $("evaluation-figures").hidden = false;
+    globalThis.geoclassifyViewer.evaluation = data;
+    $("evaluation-status").textContent = data.warnings?.length ? data.warnings.join(" ") : "Drawing the confusion matrix...";
+    const url = await fetchImage(paths.png);
+    if (token !== state.evaluation?.token) {
+      URL.revokeObjectURL(url);
+      return;
+    }
+    state.evaluation.imageUrl = url;
+    const image = $("evaluation-matrix");
+    image.alt = matrixAlt(result.name, data);
+    image.src = url;
+    await image.decode();
+    $("evaluation-open").href = url;
+    $("evaluation-open").hidden = false;
+    if (!data.warnings?.length) $("evaluation-status").textContent = "The picture opens full size in a new tab.";
+  } catch (err) {
+    if (token !== state.evaluation?.token) return;
+    $("evaluation-status").textContent = "";
+    $("evaluation-error").textContent = err.message;
+    if (err.status === 400 && $("evaluation-figures").hidden) $("evaluation-truth").setAttribute("aria-invalid", "true");
+  } finally {
+    if (token === state.evaluation?.token) $("evaluation-run").disabled = false;
+  }
+});
 
 // -- start ----------------------------------------------------------------------------------------------------
 
