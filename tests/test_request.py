@@ -46,6 +46,11 @@ FULL = {
     "resume": True,
     "overwrite": True,
     "trust_code": True,
+    "where": "kind = 'roof'",
+    "top_k": 3,
+    "probabilities": True,
+    "min_coverage": 0.4,
+    "dry_run": True,
 }
 
 
@@ -66,6 +71,7 @@ def test_the_cli_and_the_api_make_the_same_request():
         "--extent", "1", "2", "3", "4", "--extent-crs", "EPSG:4326", "--cell-size", "0.5",
         "--resampling", "BILINEAR", "--out-crs", "EPSG:3857", "--processor-type", "cpu", "--parallel-factor", "50%",
         "--retries", "2", "--recycle-interval", "10", "--resume", "--overwrite", "--trust-code",
+        "--where", "kind = 'roof'", "--top-k", "3", "--probabilities", "--min-coverage", "0.4", "--dry-run",
     ]
     options = classify.make_context("classify", argv).params
     options.pop("quiet")

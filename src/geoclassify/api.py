@@ -17,6 +17,7 @@ import pandas as pd
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from .dry_run import DryRunReport
 from .environment import Extent
 from .fields import DEFAULT_LABEL_FIELD
 from .hooks import RunHooks
@@ -62,7 +63,12 @@ def classify_objects(
     scheduler: Any = None,
     processor_type: str | None = None,
     gpu_id: int | None = None,
-) -> pd.DataFrame | Summary:
+    where: str | None = None,
+    top_k: int = 1,
+    probabilities: bool = False,
+    min_coverage: float | None = None,
+    dry_run: bool = False,
+) -> pd.DataFrame | Summary | DryRunReport:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
     ``image`` is a raster, a folder, a list file, a glob pattern, a VRT or a STAC Item(Collection) (or a list of
@@ -79,6 +85,10 @@ def classify_objects(
     ID: on a GPU, the model runs through CUDA (``geoclassify[gpu]``), in every worker.
     A run with features writing ``out`` saves its results as it goes; after it is killed, the same call with
     ``resume=True`` classifies only what is missing.
+    ``where`` (an OGR SQL WHERE clause) keeps only the features it selects; ``top_k`` adds the runner-up classes
+    (``ClassLabel_2``, ``Confidence_2``, ...), ``probabilities`` one ``Prob_<class>`` field per class, and
+    ``min_coverage`` (0 to 1) leaves a feature whose chip holds less valid raster unclassified, saying why in
+    ``Unclassified``. ``dry_run`` classifies nothing and returns a :class:`~geoclassify.dry_run.DryRunReport`.
 
     Returns the rows (a GeoDataFrame, or a DataFrame for images without georeference) or, when ``out`` is given,
     writes them there atomically and returns the run's :class:`Summary`.

@@ -57,6 +57,11 @@ class RunRequest:
     processing_mode: str = "mosaic"
     recursive: bool = False
     asset: str | None = None
+    where: str | None = None
+    # What the output holds beyond the label (see modes/ranking.py).
+    top_k: int = 1
+    probabilities: bool = False
+    min_coverage: float | None = None
     # Analysis environments.
     extent: tuple[float, float, float, float] | None = None
     extent_crs: str | None = None
@@ -73,6 +78,7 @@ class RunRequest:
     resume: bool = False
     overwrite: bool = False
     trust_code: bool = False
+    dry_run: bool = False
 
     @classmethod
     def build(
@@ -90,6 +96,10 @@ class RunRequest:
         extent = options.pop("extent", None)
         parallel = options.pop("parallel_factor", None)
         cell_size = options.pop("cell_size", None)
+        if options.get("min_coverage") is not None:
+            options["min_coverage"] = float(options["min_coverage"])
+        if options.get("where") is not None:
+            options["where"] = str(options["where"]).strip() or None
         unknown = set(options) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"RunRequest has no setting {', '.join(sorted(unknown))}")
@@ -174,6 +184,8 @@ class RunRequest:
             "asset": self.asset,
             "features": self.input_features,
             "layer": self.features_layer,
+            # The filter changes which features there are, and so the count and positions the journal holds.
+            "where": self.where,
             "model": self.model,
             "arguments": arguments,
             "fields": [self.field_prefix, self.class_label_field],
@@ -182,6 +194,9 @@ class RunRequest:
             "extent_crs": self.extent_crs,
             "cell_size": self.cell_size,
             "resampling": self.resampling,
+            # Top-k and probabilities make the journal keep every class's probability; min_coverage is applied to
+            # the results after they are read back, so a run may resume with another.
+            "all_scores": self.top_k > 1 or self.probabilities,
         }
 
 

@@ -9,9 +9,11 @@ output (or returns them) and is what shells call.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from . import settings
+from .dry_run import DryRunReport, dry_run_report
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode, parse_resampling
 from .errors import ExtentWarning, GeoclassifyWarning, SettingError
 from .fields import ResultFields, check_fields, describe
@@ -31,10 +34,12 @@ from .io.identity import features_identity, image_identity, model_identity
 from .io.images import ImageRef, resolve_images
 from .io.journal import Journal, keeping_results
 from .io.writers import check_output, write_batches
+from .model.backends import ChipBackend
 from .model.device import Device, choose_device
 from .model.runtime import Model, load_model
 from .modes.features import classify_features, images_label
 from .modes.image_table import classify_images
+from .modes.ranking import ResultOptions
 from .modes.whole_images import select_images
 from .request import RunRequest
 from .runners import Execution, check_execution, parse_parallel_factor, runner_for
@@ -75,6 +80,8 @@ class RunResult:
     mode: str = "mosaic"
     total: int = 0
     started: float = field(default_factory=time.perf_counter)
+    #: A dry run's report (its rows are none).
+    report: DryRunReport | None = None
 
     def frame(self) -> pd.DataFrame:
         """The rows in memory (a run without an output is never streamed, so they are one batch)."""
@@ -101,10 +108,19 @@ class RunResult:
         return summary
 
 
-def run(request: RunRequest, context: RunContext | None = None) -> Summary | pd.DataFrame:
+def run(request: RunRequest, context: RunContext | None = None) -> Summary | pd.DataFrame | DryRunReport:
     """Run ``request``: with an ``output``, write it atomically and return the :class:`Summary`; without, return
-    the rows (a GeoDataFrame, or a DataFrame for images without georeference) with the summary in ``attrs``."""
+    the rows (a GeoDataFrame, or a DataFrame for images without georeference) with the summary in ``attrs``.
+    A ``dry_run`` classifies and writes nothing: it returns the :class:`DryRunReport`, with the warnings the run
+    gave so far in it rather than shown."""
     context = context or RunContext()
+    if request.dry_run:
+        with warnings.catch_warnings(record=True) as seen, using(context.hooks), settings.reading():
+            warnings.simplefilter("always", GeoclassifyWarning)
+            result = classify(request, context)
+        assert result.report is not None
+        given = tuple(dict.fromkeys(str(w.message) for w in seen if issubclass(w.category, GeoclassifyWarning)))
+        return result.report.but(warnings=given)
     with using(context.hooks), settings.reading():
         result = classify(request, context)
         return result.write() if request.output is not None else result.frame()
@@ -151,32 +167,63 @@ def classify(request: RunRequest, context: RunContext) -> RunResult:
         check_output(out, request.overwrite, request.output_layer, features, request.features_layer)
     # A big layer is never read whole: it is planned from batches of geometries, and its attributes are read again
     # in batches when the output is written.
-    source = FeatureBatches(features, request.features_layer, out) if features is not None else None
+    options = ResultOptions(request.top_k, request.probabilities, request.min_coverage)
+    if features is None and request.where is not None:
+        raise SettingError("«where» filters a feature layer; give «input_features», or drop «where»")
+    source = FeatureBatches(features, request.features_layer, out, request.where) if features is not None else None
     fields = ResultFields.named(request.class_label_field, request.field_prefix)
-    check_fields(source.fields if source else None, fields, features, out, extra=_extra_fields(features, env.mode))
+    extra = _extra_fields(features, env.mode)
+    check_fields(source.fields if source else None, fields, features, out, extra=extra)
+    images = request.input_raster[0] if len(request.input_raster) == 1 else list(request.input_raster)
+    if request.dry_run:
+        refs = resolve_images(images, recursive=request.recursive, asset=request.asset)
+        report = dry_run_report(
+            request.model,
+            context.model,
+            dict(request.model_arguments),
+            request.trust_code,
+            refs,
+            source,
+            env.area,
+            env.cell_size,
+        )
+        planned = Summary(
+            read=report.selected or 0, classified=0, skipped=(report.features or 0) - (report.selected or 0)
+        )
+        if env.area is not None:
+            _warn_extent_misses(env.area, refs, planned, features)
+        return RunResult(request, planned, iter(()), report=report)
     model = context.model or load_model(
         request.model, request.model_arguments, trust_code=request.trust_code, device=env.device
     )
-    images = request.input_raster[0] if len(request.input_raster) == 1 else list(request.input_raster)
+    model = _scoring(model, options)
+    added = options.added_fields(model.definition.classes, fields, request.field_prefix)
+    if added:
+        check_fields(source.fields if source else None, fields, features, out, extra=(*extra, *added))
     refs = resolve_images(images, recursive=request.recursive, asset=request.asset)
-    total = source.count if source is not None else 0
-    journal = _journal(request, context, env, model, refs, source, fields) if source is not None and out else None
+    total = source.count if source is not None else len(refs)
+    journal = _journal(request, context, env, model, refs, source, fields) if out else None
     if request.resume and journal is None:
-        raise SettingError("«resume» works for runs with a feature layer and an «output» file")
+        raise SettingError("«resume» continues a run that writes an «output» file; give the same «output»")
+    mode = env.mode if source is not None else "images"  # what the saved results are of, in messages
     objects = describe(features) if features is not None else "images"
     log.info("classifying %s with %s (%s mode)", objects, model.package.source, env.mode)
-    with keeping_results(journal, env.mode, total):
+    with keeping_results(journal, mode, total):
         if source is None:
-            if env.execution.distributed:
-                warn(
-                    GeoclassifyWarning(
-                        "«parallel_factor» and «scheduler» apply to feature layers; the images are classified in "
-                        "this process, one after another"
-                    )
+            with runner_for(env.execution) as runner:
+                table, summary = classify_images(
+                    model,
+                    refs,
+                    fields,
+                    env.area,
+                    env.cell_size,
+                    env.target_crs,
+                    env.resampling,
+                    options,
+                    request.field_prefix,
+                    runner=runner if env.execution.distributed else None,  # type: ignore[arg-type]
+                    journal=journal,
                 )
-            table, summary = classify_images(
-                model, refs, fields, env.area, env.cell_size, env.target_crs, env.resampling
-            )
             rows: Iterator[pd.DataFrame] = iter([table])
         else:
             with runner_for(env.execution) as runner:
@@ -192,12 +239,14 @@ def classify(request: RunRequest, context: RunContext) -> RunResult:
                     runner,
                     journal,
                     env.resampling,
+                    options,
+                    request.field_prefix,
                 )
     if env.area is not None:
         _warn_extent_misses(env.area, refs, summary, features)
     summary = summary.but(seconds=time.perf_counter() - started)
     geometry_type = source.geometry_type if source is not None else None
-    return RunResult(request, summary, rows, geometry_type, journal, env.mode, total, started)
+    return RunResult(request, summary, rows, geometry_type, journal, mode, total, started)
 
 
 def _journal(
@@ -206,16 +255,17 @@ def _journal(
     env: Environments,
     model: Model,
     refs: Sequence[ImageRef],
-    source: FeatureBatches,
+    source: FeatureBatches | None,
     fields: ResultFields,
 ) -> Journal:
-    """The run's checkpoint store, under a fingerprint of everything its results depend on."""
+    """The run's checkpoint store, under a fingerprint of everything its results depend on. A run without a
+    feature layer saves its results by the image's position, so the images' identities (in order) cover it."""
     fingerprint = {
         **request.fingerprint(),
         # Inputs by identity (size, time, content hash), so one replaced at the same path is not mixed in.
         "images": [image_identity(ref) for ref in refs],
-        "features": features_identity(source.features),
-        "count": source.count,
+        "features": features_identity(source.features) if source is not None else None,
+        "count": source.count if source is not None else len(refs),
         "model": model_identity(model.package),
         # batch_size is left out: results do not depend on it, so a resumed run may use another.
         "arguments": {k: str(v) for k, v in model.arguments.items() if k != "batch_size"},
@@ -227,6 +277,20 @@ def _journal(
     return context.checkpoints(
         os.fspath(request.output), fingerprint, request.resume, request.overwrite, request.output_layer
     )
+
+
+def _scoring(model: Model, options: ResultOptions) -> Model:
+    """The model, made to hand back every class's probability when the options need them (a copy, so a model a
+    service keeps loaded is not changed for its other runs)."""
+    options.check_model(model.definition.classes, model.package.source)
+    if options.all_scores and isinstance(model.backend, ChipBackend):
+        raise SettingError(
+            f"{model.package.source}: «top_k» and «probabilities» need every class's probability, and this "
+            "package's Python inference function gives only a label and its confidence; drop those options"
+        )
+    if model.all_scores == options.all_scores:
+        return model
+    return dataclasses.replace(model, all_scores=options.all_scores)
 
 
 def _extra_fields(features: object, mode: str) -> tuple[str, ...]:
@@ -248,4 +312,3 @@ def _warn_extent_misses(area: Extent, refs: Sequence[ImageRef], summary: Summary
     else:
         return
     warn(ExtentWarning(f"{where} ({crs}) misses {missed}, so nothing is classified; check the numbers and their CRS"))
-

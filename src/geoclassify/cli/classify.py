@@ -121,6 +121,34 @@ def classify_request(options: dict[str, Any]) -> RunRequest:
 @click.option(
     "--overwrite", is_flag=True, help="Replace the output if it exists (in a GeoPackage: only the --out-layer)."
 )
+@click.option(
+    "--where",
+    metavar="SQL",
+    help="Classify only the features this SQL WHERE clause selects, as OGR filters (e.g. \"type = 'roof'\").",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="Also write the 2nd to Kth most probable classes and their confidences (ClassLabel_2, Confidence_2, ...).",
+)
+@click.option(
+    "--probabilities", is_flag=True, help="Write every class's probability, one field per class (Prob_<class>)."
+)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0.0, 1.0),
+    metavar="F",
+    help="Leave unclassified the features whose chip holds less valid raster than F (0 to 1), with the reason in "
+    "the Unclassified field.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Report the features, images, chip size in pixels and on the ground and the warnings; classify nothing.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def classify(quiet: bool, **options: Any) -> None:
     """Label every feature (or every image) with the class the model sees in its image chip."""

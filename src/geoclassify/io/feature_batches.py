@@ -21,11 +21,11 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from .. import settings
-from ..errors import InvalidGeometryWarning
+from ..errors import InvalidGeometryWarning, SettingError
 from ..fields import describe, geometry_last
 from ..hooks import warn
 from .images import is_remote
-from .layers import layer_info, read_features, stream_features
+from .layers import count_features, layer_info, read_features, stream_features
 
 PathLike = str | os.PathLike[str]
 
@@ -38,19 +38,28 @@ class FeatureBatches:
     layer with its attributes, joined to per-feature results.
     """
 
-    def __init__(self, features: PathLike | gpd.GeoDataFrame, layer: str | None, out: PathLike | None) -> None:
-        """A big layer file classified into ``out`` is streamed; anything else is read whole."""
-        self.features, self.layer = features, layer
+    def __init__(
+        self,
+        features: PathLike | gpd.GeoDataFrame,
+        layer: str | None,
+        out: PathLike | None,
+        where: str | None = None,
+    ) -> None:
+        """A big layer file classified into ``out`` is streamed; anything else is read whole. ``where`` (OGR SQL)
+        keeps only the features it selects, in both passes, so they are all the run sees."""
+        if where is not None and isinstance(features, gpd.GeoDataFrame):
+            raise SettingError("«where» filters a layer file as OGR reads it; select the GeoDataFrame's rows instead")
+        self.features, self.layer, self.where = features, layer, where
         self._frame: gpd.GeoDataFrame | None = None
         info = _info_if_file(features, layer) if out is not None else None
         self.streamed = info is not None and int(info["features"]) >= settings.current().stream_features
         if info is not None and self.streamed:
             self.fields = [str(f) for f in info["fields"]]
-            self.count = int(info["features"])
+            self.count = int(info["features"]) if where is None else count_features(features, layer, where)
             self.geometry_type: str | None = info["geometry_type"]
             self.crs: ProjCRS | None = ProjCRS.from_user_input(info["crs"]) if info["crs"] else None
         else:
-            frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, layer)
+            frame = features if isinstance(features, gpd.GeoDataFrame) else read_features(features, layer, where=where)
             self._frame = frame
             self.fields = [str(c) for c in frame.columns if c != frame.geometry.name]
             self.count = len(frame)
@@ -67,7 +76,11 @@ class FeatureBatches:
     def __iter__(self) -> Iterator[gpd.GeoDataFrame]:
         kept: list[np.ndarray] = []
         broken: list[np.ndarray] = []
-        batches = [self._frame] if self._frame is not None else stream_features(self.features, self.layer, columns=[])
+        batches = (
+            [self._frame]
+            if self._frame is not None
+            else stream_features(self.features, self.layer, columns=[], where=self.where)
+        )
         position = 0
         for batch in batches:
             batch, bad = _without_non_finite(batch)
@@ -91,7 +104,9 @@ class FeatureBatches:
         """The layer again with ``results`` joined: one row per kept feature in input order, or, with ``feature``
         (sorted positions among the kept features, repeated for a feature with several results), one row per
         result; ``extra`` columns (such as ItemID) go before the results."""
-        batches = [self._frame] if self._frame is not None else stream_features(self.features, self.layer)
+        batches = (
+            [self._frame] if self._frame is not None else stream_features(self.features, self.layer, where=self.where)
+        )
         added = results if extra is None else pd.concat([extra, results], axis=1)
         position = start = 0  # rows of the layer seen; kept features seen
         for batch in batches:

@@ -50,14 +50,15 @@ def resolve_layer(text: str, layer: str | None) -> str:
 
 
 def read_features(
-    path: str | os.PathLike[str], layer: str | None = None, columns: list[str] | None = None
+    path: str | os.PathLike[str], layer: str | None = None, columns: list[str] | None = None, where: str | None = None
 ) -> gpd.GeoDataFrame:
-    """Read a whole layer (``columns=[]``: geometry only); a missing layer name is an error that lists the layers
-    there are."""
+    """Read a whole layer (``columns=[]``: geometry only), only the features ``where`` (an OGR SQL clause)
+    selects when given; a missing layer name is an error that lists the layers there are."""
     text = os.fspath(path)
     if not is_remote(text) and not Path(text).exists():
         raise FeatureSourceError(f"feature layer {text!r} not found; check the path given to «input_features»")
     if text.lower().endswith(PARQUET_SUFFIXES):
+        _refuse_where_on_parquet(text, where)
         try:
             return gpd.read_parquet(text)
         except Exception as exc:  # pyarrow raises several unrelated types for bad files
@@ -74,8 +75,12 @@ def read_features(
         )
     try:
         with relayed(f"feature layer {text!r}"):  # GDAL's word on values it could not read as they are
-            frame = pyogrio.read_dataframe(text, layer=chosen, columns=columns)
-    except (DataSourceError, DataLayerError, OSError) as exc:
+            frame = pyogrio.read_dataframe(text, layer=chosen, columns=columns, where=where)
+    except DataLayerError as exc:
+        if where is not None:
+            raise _where_error(text, where, exc) from None
+        raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+    except (DataSourceError, OSError) as exc:
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
     except UnicodeDecodeError as exc:
         raise FeatureSourceError(
@@ -101,22 +106,58 @@ def layer_info(path: str | os.PathLike[str], layer: str | None = None) -> dict:
 
 
 def stream_features(
-    path: str | os.PathLike[str], layer: str | None = None, columns: list[str] | None = None
+    path: str | os.PathLike[str], layer: str | None = None, columns: list[str] | None = None, where: str | None = None
 ) -> Iterator[gpd.GeoDataFrame]:
     """The layer in batches of rows (``columns=[]``: geometry only), in the same order as :func:`read_features`
-    reads it."""
+    reads it, with the same ``where``."""
     text = os.fspath(path)
     if text.lower().endswith(PARQUET_SUFFIXES):
+        _refuse_where_on_parquet(text, where)
         yield from _stream_parquet(text, columns)
         return
     layer = resolve_layer(text, layer)
     try:
         batch = settings.current().stream_batch
-        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=batch, use_pyarrow=True)
+        stream = pyogrio.open_arrow(text, layer=layer, columns=columns, batch_size=batch, use_pyarrow=True, where=where)
         with stream as (_, reader):
             yield from _at_least_one(reader, reader.schema)
-    except (DataSourceError, DataLayerError, OSError) as exc:
+    except DataLayerError as exc:
+        if where is not None:
+            raise _where_error(text, where, exc) from None
         raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+    except (DataSourceError, OSError) as exc:
+        raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+
+
+def count_features(path: str | os.PathLike[str], layer: str | None, where: str) -> int:
+    """How many features of the layer ``where`` selects: OGR counts them reading no attribute or geometry."""
+    text = os.fspath(path)
+    if text.lower().endswith(PARQUET_SUFFIXES):
+        _refuse_where_on_parquet(text, where)
+    try:
+        _, table = pyogrio.read_arrow(
+            text, layer=resolve_layer(text, layer), columns=[], read_geometry=False, return_fids=True, where=where
+        )
+    except DataLayerError as exc:
+        raise _where_error(text, where, exc) from None
+    except (DataSourceError, OSError) as exc:
+        raise FeatureSourceError(f"feature layer {text!r} cannot be read ({exc})") from None
+    return int(table.num_rows)
+
+
+def _where_error(text: str, where: str, exc: Exception) -> FeatureSourceError:
+    return FeatureSourceError(
+        f"«where» {where!r} cannot filter feature layer {text!r} ({exc}); give an SQL WHERE clause over the "
+        "layer's fields, such as \"type = 'roof' AND area > 50\""
+    )
+
+
+def _refuse_where_on_parquet(text: str, where: str | None) -> None:
+    if where is not None:
+        raise FeatureSourceError(
+            f"«where» filters layers read through OGR, and {text!r} is GeoParquet, read through pyarrow; filter it "
+            "beforehand (geopandas' read_parquet, then to_file as a GeoPackage) or drop «where»"
+        )
 
 
 def _warn_without_dbf(text: str) -> None:

@@ -53,6 +53,8 @@ class Model:
     definition: ModelDefinition = field(default=None, repr=False)  # type: ignore[assignment]
     trust_code: bool = False
     device: Device = CPU
+    #: Hand back every class's probability, not only the winner's (``top_k`` > 1 or ``probabilities``).
+    all_scores: bool = False
     _preprocessors: dict[tuple[int, ...], Callable[..., np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -71,7 +73,13 @@ class Model:
     @property
     def score_shape(self) -> tuple[int, ...]:
         """Shape of one chip's confidence: a number, or (multi-label) one probability per class."""
-        return (len(self.definition.classes),) if self.multi_label else ()
+        return (len(self.definition.classes),) if self.multi_label or self.keeps_probabilities else ()
+
+    @property
+    def keeps_probabilities(self) -> bool:
+        """Whether ``classify`` answers with every class's probability for a single-label model (a Python
+        inference function gives only its label and confidence)."""
+        return self.all_scores and not isinstance(self.backend, ChipBackend)
 
     @property
     def band_count(self) -> int | None:
@@ -88,7 +96,7 @@ class Model:
                 f"{self.package.source}: this model was built in memory, so worker processes cannot "
                 "load it; give the package's path instead"
             )
-        return ModelRecipe(self.package.origin, dict(self.arguments), self.trust_code, self.device)
+        return ModelRecipe(self.package.origin, dict(self.arguments), self.trust_code, self.device, self.all_scores)
 
     def prepare(self, band_indexes: tuple[int, ...]) -> None:
         """Check, before any pixel is read, that chips of these raster bands can be fed to the model."""
@@ -116,7 +124,8 @@ class Model:
                 return self.backend.classify_chips(chips, valid, self.batch_size)
             self.prepare(band_indexes)
             probs = self.predict(self._preprocessors[band_indexes](chips, in_place=owned))
-            return probs.argmax(axis=1), probs if self.multi_label else probs.max(axis=1)
+            keep = self.multi_label or self.keeps_probabilities
+            return probs.argmax(axis=1), probs if keep else probs.max(axis=1)
         except InferenceError as exc:
             if not ids:
                 raise
@@ -176,14 +185,17 @@ class ModelRecipe:
     arguments: dict[str, Any]
     trust_code: bool = False
     device: Device = CPU
+    all_scores: bool = False
 
     def load(self, threads: int | None = None) -> Model:
         with warnings.catch_warnings():
             # The process that made the recipe loaded the same package and warned already.
             warnings.simplefilter("ignore", DuplicateClassValueWarning)
-            return load_model(
+            model = load_model(
                 self.origin, self.arguments, threads=threads, trust_code=self.trust_code, device=self.device
             )
+        model.all_scores = self.all_scores
+        return model
 
 
 def describe_ids(ids: Sequence[object], limit: int = 20) -> str:

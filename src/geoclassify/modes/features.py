@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 from ..core.predictions import Predictions
 from ..environment import Extent
 from ..errors import CRSMismatchError, NoOverlapWarning
-from ..fields import ResultFields, describe, result_columns
+from ..fields import ResultFields, describe
 from ..hooks import warn
 from ..io.feature_batches import FeatureBatches
 from ..io.images import ImageRef
@@ -29,6 +29,7 @@ from ..model.runtime import Model
 from ..runners import Runner
 from ..summary import Summary
 from .collection import classify_items, classify_mosaic
+from .ranking import DEFAULT_OPTIONS, ResultOptions, below_coverage, class_counts, option_columns
 
 PathLike = str | os.PathLike[str]
 
@@ -45,8 +46,11 @@ def classify_features(
     runner: Runner,
     journal: Journal | None,
     resampling: Resampling,
+    options: ResultOptions = DEFAULT_OPTIONS,
+    prefix: str = "",
 ) -> tuple[Iterator[gpd.GeoDataFrame], Summary]:
-    """Classify the features; the output rows come as batches, read again from the layer when it is streamed."""
+    """Classify the features; the output rows come as batches, read again from the layer when it is streamed.
+    ``options`` add fields (``prefix`` before their names) and set chips with too little valid raster apart."""
     features = source.features
     if area is not None:
         source.reach = area.polygon_in(source.crs, processing_crs(refs))
@@ -64,34 +68,48 @@ def classify_features(
         ids = np.array([ref.image_id for ref in refs] + [None], dtype=object)
         extra = pd.DataFrame({"ItemID": pd.array(ids[items.item], dtype="string")})
     _warn_no_overlap(predictions, features, refs)
+    low = below_coverage(predictions.class_index, predictions.coverage, options)
+    if low is not None:
+        predictions.class_index = np.where(low, -1, predictions.class_index)
+    lacking = int(low.sum()) if low is not None else 0
     skipped = source.count - source.selected
     if feature is None:
         classified = predictions.classified
         summary = Summary(
             read=len(classified),
             classified=int(classified.sum()),
-            outside=int((~classified & ~predictions.empty).sum()),
+            outside=int((~classified & ~predictions.empty).sum()) - lacking,
             empty=int(predictions.empty.sum()),
             skipped=skipped,
+            low_coverage=lacking,
         )
     else:
         classified = predictions.classified
+        low_rows = low if low is not None else np.zeros(len(classified), dtype=bool)
         summary = Summary(
             read=source.selected,
             classified=int(np.unique(feature[classified]).size),
-            outside=int(source.selected - np.unique(feature[classified | predictions.empty]).size),
+            outside=int(source.selected - np.unique(feature[classified | predictions.empty | low_rows]).size),
             empty=int(predictions.empty.sum()),
             rows=len(feature),
             skipped=skipped,
+            # Features only chips of too little coverage cover, on every image.
+            low_coverage=int(np.setdiff1d(feature[low_rows], feature[classified]).size),
         )
-    columns = result_columns(
+    columns = option_columns(
         model.definition.classes,
         predictions.class_index,
         predictions.confidence,
         predictions.coverage,
         fields,
         model.arguments.get("score_threshold"),
+        options,
+        model.multi_label,
+        low,
+        predictions.empty,
+        prefix,
     )
+    summary = summary.but(per_class=class_counts(columns[fields.label], model.definition.classes, model.multi_label))
     return source.rows(columns, target_crs, feature, extra), summary
 
 

@@ -12,12 +12,14 @@ from rasterio.enums import Resampling
 
 from ..environment import Extent
 from ..errors import UnreferencedImagesWarning
-from ..fields import ResultFields, result_columns
+from ..fields import ResultFields
 from ..hooks import tracking, warn
 from ..io.images import ImageRef
+from ..io.journal import Journal
 from ..model.runtime import Model
 from ..summary import Summary
-from .whole_images import classify_whole_images, select_images, to_crs
+from .ranking import DEFAULT_OPTIONS, ResultOptions, below_coverage, class_counts, option_columns
+from .whole_images import ImageRunner, classify_whole_images, select_images, to_crs
 
 
 def classify_images(
@@ -28,24 +30,38 @@ def classify_images(
     cell_size: float | None,
     target_crs: CRS | None,
     resampling: Resampling,
+    options: ResultOptions = DEFAULT_OPTIONS,
+    prefix: str = "",
+    *,
+    runner: ImageRunner | None = None,
+    journal: Journal | None = None,
 ) -> tuple[pd.DataFrame, Summary]:
     """Each image one object: a table (images without georeference) or a layer of footprints in ``target_crs``
-    (default: the first georeferenced image's CRS)."""
+    (default: the first georeferenced image's CRS). ``runner`` runs the images on workers (default: here);
+    ``journal`` saves results as they come, by the image's position among those selected."""
     skipped = 0
     if area is not None:
         kept = select_images(refs, area)
         skipped = len(refs) - len(kept)
         refs = kept
     with tracking(len(refs)) as advance:
-        results = classify_whole_images(model, refs, cell_size, advance, resampling)
+        results = classify_whole_images(model, refs, cell_size, advance, resampling, runner, journal)
     class_index = np.array([r.class_index for r in results], dtype=np.int64)
-    columns = result_columns(
+    coverage = np.array([r.coverage for r in results], dtype=np.float64).reshape(-1)
+    low = below_coverage(class_index, coverage, options)
+    if low is not None:
+        class_index = np.where(low, -1, class_index)
+    columns = option_columns(
         model.definition.classes,
         class_index,
         np.array([np.broadcast_to(r.confidence, model.score_shape) for r in results]).reshape(-1, *model.score_shape),
-        np.array([r.coverage for r in results]),
+        coverage,
         fields,
         model.arguments.get("score_threshold"),
+        options,
+        model.multi_label,
+        low,
+        prefix=prefix,
     )
     table = pd.DataFrame({"ImageID": pd.array([r.ref.image_id for r in results], dtype="string")})
     table = pd.concat([table, columns], axis=1)
@@ -58,6 +74,8 @@ def classify_images(
         errors=sum(r.error is not None for r in results),
         skipped=skipped,
         unit="images",
+        low_coverage=int(low.sum()) if low is not None else 0,
+        per_class=class_counts(columns[fields.label], model.definition.classes, model.multi_label),
     )
     if not placed:
         return table, summary
