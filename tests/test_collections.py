@@ -68,12 +68,13 @@ def test_crops_without_georeference_make_a_table(tmp_path, suffix):
     assert "3 images read, 3 classified, 0 unreadable" in result.stderr
 
 
-def test_parallel_factor_without_features_says_it_does_not_apply(tmp_path):
+def test_parallel_factor_without_features_runs_the_images_on_workers(tmp_path):
     package, _, _ = flat_package(tmp_path, size=32)
+    assert run_cli_images(NEON / "crops", package, tmp_path / "here.csv").returncode == 0
     result = run_cli_images(NEON / "crops", package, tmp_path / "trees.csv", "--parallel-factor", "2")
     assert result.returncode == 0, result.stderr
-    assert "--parallel-factor and --scheduler apply to feature layers" in result.stderr
-    assert "3 images read, 3 classified" in result.stderr
+    assert "warning" not in result.stderr and "3 images read, 3 classified" in result.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "trees.csv"), pd.read_csv(tmp_path / "here.csv"))
 
 
 def run_cli_images(image, package, out, *extra):

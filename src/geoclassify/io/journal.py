@@ -325,6 +325,10 @@ def _sync_folder(folder: Path) -> None:
         os.close(handle)
 
 
+#: What a run's saved results are of, by its mode ("images": a run without a feature layer).
+_UNITS = {"mosaic": "features", "images": "images"}
+
+
 @contextlib.contextmanager
 def keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator[None]:
     """On Ctrl-C or a failure, save what the journal holds and say how to go on from it."""
@@ -334,7 +338,13 @@ def keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator[
         saved = journal.settle() if journal is not None else 0
         if not saved:
             raise
-        done = f"{saved} of {total} features" if mode == "mosaic" else f"{saved} results (feature and image)"
+        done = (
+            f"{saved} of {total} features"
+            if mode == "mosaic"
+            else f"{saved} of {total} images"
+            if mode == "images"
+            else f"{saved} results (feature and image)"
+        )
         raise RunInterrupted(f"interrupted; {done} are saved: run the same command with «resume» to continue") from None
     except RunCancelled:
         if journal is not None:  # a cancelled run is over: nothing of it is kept
@@ -349,7 +359,7 @@ def keeping_results(journal: Journal | None, mode: str, total: int) -> Iterator[
         message = exc.message
         message += "\n" if "\n" in message else (" " if message.endswith(".") else ". ")
         exc.args = (
-            f"{message}The {saved} {'features' if mode == 'mosaic' else 'results'} classified before the failure "
+            f"{message}The {saved} {_UNITS.get(mode, 'results')} classified before the failure "
             "are saved; fix the cause and run the same command with «resume» to go on from there.",
             *exc.args[1:],
         )

@@ -6,6 +6,9 @@ environment says: it shrinks a whole image to a thumbnail of the chip size, wher
 pixel in many and alias, and Esri documents the environment for a change of grid (another CRS, cell size or
 alignment), which ``--cell-size`` here is and which does follow the environment. An image that cannot be read, or
 lacks the bands the model needs, becomes a row with an ``Error`` text; the run goes on.
+
+With ``--parallel-factor`` or ``--scheduler`` the images go to workers in batches (see
+:mod:`geoclassify.runners.images`), each worker opening its images itself; rows come back in input order.
 """
 
 from __future__ import annotations
@@ -19,15 +22,28 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_geom
 
-from ..core.chips import whole_image_window
 from ..environment import DEFAULT_RESAMPLING, Extent
 from ..errors import GeoclassifyError
 from ..io.images import ImageRef
-from ..io.mosaics import GridSource, mosaic_grid
+from ..io.journal import Journal
 from ..io.rasters import RasterSource
 from ..model.runtime import Model
-from ..runners import chip_spec
+from ..runners import ClusterRunner, ProcessRunner, chip_spec
+from ..runners.images import (
+    IMAGES_PER_WORK,
+    ImageBatch,
+    ImageSetup,
+    classify_image_batch,
+    footprint,
+    image_works,
+    open_image,
+)
 from .raster_setup import warn_outside_cell_range
+
+__all__ = ["ImageResult", "classify_whole_images", "footprint", "open_image", "select_images", "to_crs"]
+
+#: Where image batches can run besides this process: local worker processes or a Dask cluster.
+ImageRunner = ProcessRunner | ClusterRunner
 
 
 @dataclass
@@ -41,20 +57,6 @@ class ImageResult:
     confidence: float | np.ndarray = float("nan")  # multi-label: every class's probability
     coverage: float = 0.0
     error: str | None = None
-
-
-def open_image(
-    ref: ImageRef, cell_size: float | None, resampling: Resampling = DEFAULT_RESAMPLING
-) -> RasterSource | GridSource:
-    """An image on its own grid, or warped with ``resampling`` onto a grid of ``cell_size`` when one is asked for."""
-    source = RasterSource(ref.uri, label=ref.image_id)
-    if cell_size is None:
-        return source
-    try:
-        return GridSource([source], mosaic_grid([source], cell_size), resampling=resampling)
-    except GeoclassifyError:
-        source.close()
-        raise
 
 
 def select_images(refs: Sequence[ImageRef], extent: Extent) -> list[ImageRef]:
@@ -84,76 +86,88 @@ def classify_whole_images(
     cell_size: float | None = None,
     progress: Callable[[int], None] | None = None,
     resampling: Resampling = DEFAULT_RESAMPLING,
+    runner: ImageRunner | None = None,
+    journal: Journal | None = None,
 ) -> list[ImageResult]:
-    """One chip per image, classified in batches of the model's batch size.
+    """One chip per image, in input order: in this process, or in batches of images on ``runner``'s workers,
+    each opening its images itself; with a ``journal``, results are saved as they come and the images it holds
+    already are not classified again.
 
     ``resampling`` (the Resampling Method environment) warps an image to ``cell_size``; the resize of the whole
     image to the model's chip size is not a change of grid but a thumbnail, and stays bilinear (see the module's
     docstring)."""
     spec = chip_spec(model)
-    results: list[ImageResult] = []
-    pending: list[tuple[ImageResult, np.ndarray, np.ndarray, tuple[int, ...]]] = []
+    results = [ImageResult(ref) for ref in refs]
+    crs_of: dict[str, CRS] = {}
+    todo = np.arange(len(refs))
+    if journal is not None:
+        todo = _restore(journal, results, model, cell_size, resampling, progress)
+    if len(todo) and todo[0] == 0:
+        _warn_cell_range(model, refs[0], cell_size, resampling)
 
-    def flush() -> None:
-        # Images may resolve ExtractBands to different bands (names), so each group is classified on its own.
-        for bands in {item[3] for item in pending}:
-            group = [item for item in pending if item[3] == bands and item[0].coverage > 0]
-            if not group:
-                continue
-            labels, scores = model.classify(
-                np.stack([g[1] for g in group]),
-                np.stack([g[2] for g in group]),
-                bands,
-                ids=[f"image {g[0].ref.image_id!r}" for g in group],
-            )
-            for (result, *_), label, score in zip(group, labels, scores, strict=True):
-                result.class_index = int(label)
-                result.confidence = score if np.ndim(score) else float(score)
+    def record(batch: ImageBatch) -> None:
+        for k, target in enumerate(batch.targets):
+            result = results[int(target)]
+            result.class_index = int(batch.labels[k])
+            result.confidence = batch.scores[k] if np.ndim(batch.scores[k]) else float(batch.scores[k])
+            result.coverage = float(batch.coverage[k])
+            result.error = batch.errors[k]
+            wkt, wkb = batch.crs[k], batch.footprints[k]
+            if wkt is not None and wkb is not None:
+                if wkt not in crs_of:  # one CRS object per distinct CRS, not one per image
+                    crs_of[wkt] = CRS.from_wkt(wkt)
+                result.crs = crs_of[wkt]
+                result.footprint = shapely.from_wkb(wkb)
+        if journal is not None:
+            journal.add(batch.saved())
         if progress is not None:
-            progress(len(pending))
-        pending.clear()
+            progress(len(batch))
 
-    for ref in refs:
-        result = ImageResult(ref)
-        results.append(result)
-        try:
-            with open_image(ref, cell_size, resampling) as source:
-                bands = source.select_bands(model.definition.extract_bands)
-                if model.band_count is not None and len(bands) != model.band_count:
-                    raise GeoclassifyError(
-                        f"the model takes {model.band_count} bands; image {ref.image_id!r} has "
-                        f"{len(bands)} and the EMD has no ExtractBands to choose from them"
-                    )
-                model.prepare(bands)
-                if not results[:-1]:  # one cell-size warning for the run, from the first image
-                    warn_outside_cell_range(model, source)
-                rows, cols = source.shape
-                window = whole_image_window(rows, cols, spec)
-                if window[2:] == (spec.height, spec.width):
-                    pixels, valid = source.read_window(*window)
-                else:
-                    pixels, valid = source.read_resampled(*window, (spec.height, spec.width))
-                result.coverage = float(valid.mean())
-                result.crs = source.crs
-                if source.crs is not None:
-                    result.footprint = footprint(source)
-        except GeoclassifyError as exc:
-            result.error = str(exc)
-            if progress is not None:
-                progress(1)
-            continue
-        pending.append((result, pixels, valid, bands))
-        if len(pending) >= model.batch_size:
-            flush()
-    flush()
+    works = image_works(todo, refs, model.batch_size)
+    if runner is None:
+        for work in works:
+            record(classify_image_batch(model, work, spec, cell_size, resampling))
+    else:
+        setup = ImageSetup(model.recipe(), spec, cell_size, resampling)
+        count = -(-len(todo) // max(model.batch_size, IMAGES_PER_WORK))
+        runner.run_works(works, setup, record, count)  # type: ignore[arg-type]
     return results
 
 
-def footprint(source: RasterSource | GridSource) -> shapely.Geometry:
-    """The image's outline in its own CRS, as a polygon through its four corners."""
-    rows, cols = source.shape
-    forward = source.transform
-    return shapely.Polygon([forward @ (0, 0), forward @ (cols, 0), forward @ (cols, rows), forward @ (0, rows)])
+def _restore(
+    journal: Journal,
+    results: list[ImageResult],
+    model: Model,
+    cell_size: float | None,
+    resampling: Resampling,
+    progress: Callable[[int], None] | None,
+) -> np.ndarray:
+    """Fill in what an interrupted run saved and return the positions still to classify. The journal keeps the
+    numbers; an image's footprint is read again from its header (no pixels)."""
+    saved = journal.saved()
+    scores = saved.scores.reshape(len(saved), *model.score_shape)
+    for k, target in enumerate(saved.targets):
+        result = results[int(target)]
+        result.class_index, result.coverage = int(saved.labels[k]), float(saved.coverage[k])
+        result.confidence = scores[k] if model.score_shape else float(scores[k])
+        try:
+            with open_image(result.ref, cell_size, resampling) as source:
+                if source.crs is not None:
+                    result.crs, result.footprint = source.crs, footprint(source)
+        except GeoclassifyError as exc:  # gone since: say so, as a fresh run would
+            result.error, result.class_index = str(exc), -1
+    if progress is not None and len(saved):
+        progress(len(saved))
+    return np.flatnonzero(~np.isin(np.arange(len(results)), saved.targets))
+
+
+def _warn_cell_range(model: Model, ref: ImageRef, cell_size: float | None, resampling: Resampling) -> None:
+    """One cell-size warning for the run, from the first image (here, as a worker's warnings are not seen)."""
+    try:
+        with open_image(ref, cell_size, resampling) as source:
+            warn_outside_cell_range(model, source)
+    except GeoclassifyError:
+        return  # its row says why
 
 
 def to_crs(geometry: shapely.Geometry, source: CRS, target: CRS) -> shapely.Geometry:

@@ -26,9 +26,15 @@ from .._version import __version__
 from ..core.predictions import BatchResult
 from ..errors import ClusterError, GeoclassifyError, InferenceError
 from .base import PlanJob, Record, RetryPolicy
+from .images import ImageBatch, ImageSetup, ImageState, ImageWork
 from .scheduler import connect, scheduler_timeout
 from .shipping import Shipment, ship_package
-from .work import Work, WorkerSetup, WorkerState, open_worker_state, run_work
+from .work import Work, WorkerSetup, WorkerState
+
+#: A run's setup, a worker's state and a batch: a feature plan's, or an image collection's.
+Setup = WorkerSetup | ImageSetup
+State = WorkerState | ImageState
+AnyWork = Work | ImageWork
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -56,26 +62,27 @@ class _Run:
     """What every partition of one run shares; ``token`` tells this run's loaded models from other runs'."""
 
     token: str
-    setup: WorkerSetup
+    setup: Setup
 
 
 #: Loaded model and open raster per (run token, worker thread), with the local path of the package they came from.
 #: Per thread rather than per process: a Dask worker may run several tasks at once, and a GDAL dataset must not be
 #: read from two threads.
-_STATES: dict[tuple[str, int], tuple[WorkerState, str]] = {}
+_STATES: dict[tuple[str, int], tuple[State, str]] = {}
 _STATES_LOCK = threading.Lock()
 
 
-def _run_partition(shipment: Shipment, run: _Run, works: list[Work]) -> BatchResult:
+def _run_partition(shipment: Shipment, run: _Run, works: list[AnyWork]) -> BatchResult | ImageBatch:
     """A Dask task: each batch of the partition as a local worker runs it, results joined."""
     state, local = _worker_state(shipment, run)
     try:
-        return BatchResult.joined([run_work(state, work) for work in works])
+        results = [state.run(work) for work in works]  # type: ignore[arg-type]  # one kind of work per run
+        return type(results[0]).joined(results)  # type: ignore[arg-type]
     except GeoclassifyError as exc:
         raise _relabel(exc, local, shipment.label) from None
 
 
-def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
+def _worker_state(shipment: Shipment, run: _Run) -> tuple[State, str]:
     key = (run.token, threading.get_ident())
     with _STATES_LOCK:
         kept = _STATES.pop(key, None)
@@ -85,7 +92,7 @@ def _worker_state(shipment: Shipment, run: _Run) -> tuple[WorkerState, str]:
     local = ""
     try:
         path, local = shipment.install()
-        state = open_worker_state(replace(run.setup, recipe=replace(run.setup.recipe, origin=path)))
+        state = replace(run.setup, recipe=replace(run.setup.recipe, origin=path)).open()
     except GeoclassifyError as exc:
         # Most likely the images are not reachable from this worker: say which worker it was.
         relabelled = _relabel(exc, local, shipment.label)
@@ -156,7 +163,7 @@ class ClusterRunner:
     def run(self, job: PlanJob, record: Record) -> None:
         self.run_works(job.works(), job.setup(), record, job.work_count)
 
-    def run_works(self, works: Iterable[Work], setup: WorkerSetup, record: Record, count: int | None = None) -> None:
+    def run_works(self, works: Iterable[AnyWork], setup: Setup, record: Record, count: int | None = None) -> None:
         """Run every batch on the cluster (``count`` of them, when known); ``record`` gets each partition's results
         as it finishes, exactly once each."""
         source = iter(works)
@@ -208,7 +215,7 @@ def _batches_per_partition(count: int | None, threads: int, batch: int) -> int:
     return max(1, min(largest, math.ceil(count / (PARTITIONS_PER_THREAD * threads))))
 
 
-def _partitions(works: Iterator[Work], size: int) -> Iterator[list[Work]]:
+def _partitions(works: Iterator[AnyWork], size: int) -> Iterator[list[AnyWork]]:
     """Consecutive batches in groups of ``size``: neighbours in tile order stay together."""
     while part := list(itertools.islice(works, size)):
         yield part
@@ -219,7 +226,7 @@ def _dispatch(
     where: str,
     shipment: Shipment,
     run: _Run,
-    partitions: Iterator[list[Work]],
+    partitions: Iterator[list[AnyWork]],
     retry: RetryPolicy,
     record: Record,
 ) -> None:
@@ -228,8 +235,8 @@ def _dispatch(
     shared: list[distributed.Future] = []  # the package and the run's setup, on every worker
     generation = 0  # how often they were sent: a worker death can take the last copies with it
     numbered = enumerate(partitions)
-    waiting: deque[tuple[int, list[Work]]] = deque()  # partitions to run again, before new ones
-    in_flight: dict[distributed.Future, tuple[int, list[Work], int]] = {}
+    waiting: deque[tuple[int, list[AnyWork]]] = deque()  # partitions to run again, before new ones
+    in_flight: dict[distributed.Future, tuple[int, list[AnyWork], int]] = {}
     recorded: set[int] = set()
     finished = distributed.as_completed(loop=client.loop)
     serial = itertools.count()

@@ -20,16 +20,22 @@ from concurrent.futures.process import BrokenProcessPool
 from ..core.predictions import BatchResult
 from ..errors import InferenceError
 from .base import PlanJob, Record, RetryPolicy
-from .work import Work, WorkerSetup, WorkerState, open_worker_state, run_work
+from .images import ImageBatch, ImageSetup, ImageState, ImageWork
+from .work import Work, WorkerSetup, WorkerState
 
-_STATE: WorkerState | None = None
+#: A worker's setup, its state and a batch: a feature plan's, or an image collection's.
+Setup = WorkerSetup | ImageSetup
+State = WorkerState | ImageState
+AnyWork = Work | ImageWork
+
+_STATE: State | None = None
 
 
-def _init_worker(parent: int, setup: WorkerSetup) -> None:
+def _init_worker(parent: int, setup: Setup) -> None:
     """The pool's initializer: once per worker process, not per batch."""
     global _STATE
     watch_parent(parent)
-    _STATE = open_worker_state(setup)
+    _STATE = setup.open()
 
 
 def watch_parent(parent: int, every: float = 0.25) -> None:
@@ -51,9 +57,9 @@ def watch_parent(parent: int, every: float = 0.25) -> None:
     threading.Thread(target=watch, name="geoclassify-parent-watch", daemon=True).start()
 
 
-def _run_work(work: Work) -> BatchResult:
+def _run_work(work: AnyWork) -> BatchResult | ImageBatch:
     assert _STATE is not None, "the pool's initializer sets the worker state"
-    return run_work(_STATE, work)
+    return _STATE.run(work)  # type: ignore[arg-type]  # a pool runs one kind of work, the kind its setup made
 
 
 class ProcessRunner:
@@ -73,18 +79,19 @@ class ProcessRunner:
     def run(self, job: PlanJob, record: Record) -> None:
         self.run_works(job.works(), job.setup(), record)
 
-    def run_works(self, works: Iterable[Work], setup: WorkerSetup, record: Record) -> None:
-        """Run every batch; ``record`` receives each one's result as it comes.
+    def run_works(self, works: Iterable[AnyWork], setup: Setup, record: Record, count: int | None = None) -> None:
+        """Run every batch; ``record`` receives each one's result as it comes (``count``, the number of batches,
+        is for runners that plan by it; this one takes batches as they come).
 
         Recycling renews the whole pool once its workers have run ``recycle_interval`` batches each on average:
         ``ProcessPoolExecutor(max_tasks_per_child=...)`` deadlocks on Python 3.11-3.13 (CPython gh-115634).
         """
         context = multiprocessing.get_context("spawn")
         source = enumerate(works)  # taken as needed: a big run never holds every batch at once
-        waiting: list[tuple[int, Work]] = []  # batches to run again, before new ones
+        waiting: list[tuple[int, AnyWork]] = []  # batches to run again, before new ones
         retry = RetryPolicy(self.retries)
         exhausted = False
-        in_flight: dict[Future[BatchResult], tuple[int, Work]] = {}
+        in_flight: dict[Future[BatchResult | ImageBatch], tuple[int, AnyWork]] = {}
         limit = max(2, self.workers * 3)
         renew_after = self.recycle_interval * self.workers if self.recycle_interval else None
 
