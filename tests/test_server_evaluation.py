@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import pytest
 
@@ -131,3 +132,11 @@ def test_values_that_are_no_class_of_the_model_are_counted_and_told_without_the_
     (warning,) = data["warnings"]
     assert "truth field 'roof_material' of the result" in warning and "no class of the model" in warning
     assert str(folder) not in warning
+
+
+def test_without_matplotlib_the_picture_is_a_501_that_names_the_extra_and_the_json_still_answers(served, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)  # as if geoclassify[plot] were absent
+    reply = get(served, "/api/items/{id}/evaluation.png", truthField="Truth")
+    assert reply.status_code == 501, reply.text
+    assert "geoclassify[plot]" in reply.json()["detail"] and "evaluation.png" in reply.json()["detail"]
+    assert get(served, "/api/items/{id}/evaluation", truthField="Truth").status_code == 200

@@ -40,6 +40,12 @@ class Conflict(ServerError):
     status = 409
 
 
+class NotInstalled(ServerError):
+    """What was asked needs an extra the server's installation lacks (the administrator can add it)."""
+
+    status = 501
+
+
 class TooLarge(ServerError):
     """An upload over the server's size cap."""
 

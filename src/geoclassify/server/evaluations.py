@@ -20,12 +20,12 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from geoclassify import GeoclassifyError, RunRequest
-from geoclassify.errors import UnsupportedModelError
+from geoclassify.errors import MissingExtraError, UnsupportedModelError
 from geoclassify.evaluation import Evaluation, evaluate, model_classes
 from geoclassify.fields import DEFAULT_LABEL_FIELD
 from geoclassify.io.layers import layer_info
 
-from .errors import InputError, NotFound
+from .errors import InputError, NotFound, NotInstalled
 from .items import Item
 from .services import Services, current_user, services
 from .users import User
@@ -131,7 +131,10 @@ def _stamp(path: str) -> tuple[int, int]:
 def _png(evaluation: Evaluation) -> bytes:
     from geoclassify.evaluation.plot import draw
 
-    figure = draw(evaluation)  # says which extra to install when matplotlib is missing
+    try:
+        figure = draw(evaluation)
+    except MissingExtraError as exc:
+        raise NotInstalled(f"evaluation.png: the server cannot draw the matrix, {exc}") from None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)  # its own canvas, never pyplot's global state (routes run in threads)
