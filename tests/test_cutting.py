@@ -77,7 +77,23 @@ def test_blackening_uses_pixel_centres_like_shapely_on_many_polygons() -> None:
     differing = 0
     for _ in range(10_000):
         polygon = _shape(rng, 24 + rng.uniform(-1, 1), 24 + rng.uniform(-1, 1))
-        (_, stack), = cut_region(region, windows, SPEC, [polygon])
+        ((_, stack),) = cut_region(region, windows, SPEC, [polygon])
         one = cut_chip(region.reader, windows[0], SPEC, polygon)
         differing += int(not np.array_equal(stack.pixels[0], one.pixels))
     assert differing == 0
+
+
+def test_polygons_through_pixel_centres_are_outside_on_their_boundary() -> None:
+    """Edges and vertices exactly on pixel centres: those centres are outside, as shapely says."""
+    region = Region(0, 0, np.ones((1, 48, 48), dtype=np.float32), np.ones((48, 48), dtype=bool))
+    windows = np.array([[8, 8, SPEC.height, SPEC.width]] * 3)
+    polygons = [
+        shapely.box(12.5, 14.5, 30.5, 33.5),
+        shapely.Polygon([(20.5, 10.5), (36.5, 24.5), (20.5, 38.5), (10.5, 24.5)]),
+        shapely.box(12.5, 14.5, 30.5, 33.5).difference(shapely.box(18.5, 20.5, 22.5, 25.5)),
+    ]
+    ((positions, stack),) = cut_region(region, windows, SPEC, polygons)
+    for k, i in enumerate(positions):
+        one = cut_chip(region.reader, windows[i], SPEC, polygons[i])
+        np.testing.assert_array_equal(stack.pixels[k], one.pixels)
+        assert 0 < stack.pixels[k].sum() < SPEC.height * SPEC.width

@@ -1,11 +1,11 @@
-"""Cutting a tile's chips at once: one gather for the pixels and one GDAL rasterization for blackening.
+"""Cutting a tile's chips at once: one gather for the pixels and one vectorised scanline fill for blackening.
 
 Blackening keeps a chip's pixels whose centre lies inside the feature's own polygon (:func:`centres_inside`).
-Testing those centres one polygon at a time with shapely cost most of the run on dense layers of small houses; GDAL's
-scanline rasterizer (``all_touched=False`` burns the pixels whose centre is inside) labels every pixel of the tile
-with the polygon it falls in, in one call. A pixel can carry one label only, so features whose polygon meets another
-of the same tile, and invalid polygons (whose inside GDAL and GEOS may see differently), are blackened apart, one at
-a time, as before. Chips that need resizing (CropSizeFixed 0) are cut one at a time too.
+Testing those centres one polygon at a time with shapely cost most of the run on dense layers of small houses;
+:func:`centres_inside_many` fills every chip's polygon at once, each chip against its own polygon only, so
+overlapping footprints need no special case. Invalid polygons (whose inside the even-odd rule and GEOS may see
+differently) and empty ones are blackened apart, one at a time, as before; so are chips that need resizing
+(CropSizeFixed 0).
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
-from affine import Affine
-from rasterio.features import rasterize
 
-from ..core.chips import ChipSpec, ChipStack, centres_inside, cut_chip, cut_fixed, gather_windows
+from ..core.chips import ChipSpec, ChipStack, centres_inside, centres_inside_many, cut_chip, cut_fixed
 from .work import Region
 
 
@@ -34,7 +32,7 @@ def cut_region(
         cols = windows[fast, 1] - region.col_off
         stack = cut_fixed(region.pixels, region.valid, rows, cols, spec)
         if spec.blacken:
-            inside = _inside_masks(region, windows[fast], [polygons[i] for i in fast], spec)
+            inside = _inside_masks(windows[fast], [polygons[i] for i in fast], spec)
             if inside is not None:
                 np.multiply(stack.pixels, inside[:, None], out=stack.pixels)
         parts.append((fast, stack))
@@ -46,7 +44,7 @@ def cut_region(
 
 
 def _inside_masks(
-    region: Region, windows: np.ndarray, polygons: Sequence[shapely.Geometry | None], spec: ChipSpec
+    windows: np.ndarray, polygons: Sequence[shapely.Geometry | None], spec: ChipSpec
 ) -> np.ndarray | None:
     """(n, h, w) bool: chip pixels whose centre lies in the chip's own polygon; all True without one (points,
     lines); None when no chip has a polygon."""
@@ -58,25 +56,10 @@ def _inside_masks(
     index = np.flatnonzero(has)
     shapes = geoms[index]
     apart = ~shapely.is_valid(shapes) | shapely.is_empty(shapes)
-    tree = shapely.STRtree(shapes)
-    left, right = tree.query(shapes, predicate="intersects")
-    met = left != right
-    apart[left[met]] = True
-    burn = index[~apart]
-    if len(burn):
-        labels = rasterize(
-            zip(geoms[burn], range(1, len(burn) + 1), strict=True),
-            out_shape=region.valid.shape,
-            transform=Affine(1.0, 0.0, region.col_off, 0.0, 1.0, region.row_off),
-            fill=0,
-            all_touched=False,
-            dtype=np.int32,
-        )
-        rows = windows[burn, 0] - region.row_off
-        cols = windows[burn, 1] - region.col_off
-        chip_labels = gather_windows(labels, rows, cols, spec.height, spec.width)
-        inside[burn] = chip_labels == np.arange(1, len(burn) + 1, dtype=np.int32)[:, None, None]
     for i in index[apart]:
         row_off, col_off = int(windows[i, 0]), int(windows[i, 1])
         inside[i] = centres_inside(geoms[i], row_off, col_off, 1.0, 1.0, spec.height, spec.width)
+    burn = index[~apart]
+    if len(burn):
+        inside[burn] = centres_inside_many(geoms[burn], windows[burn, 0], windows[burn, 1], spec.height, spec.width)
     return inside

@@ -71,7 +71,7 @@ class _ChipBatches:
     def __exit__(self, exc_type: object, *_: object) -> None:
         try:
             if exc_type is None:
-                self._flush(final=True)
+                self._flush()
                 while self._pending:
                     self._collect()
         finally:
@@ -80,26 +80,33 @@ class _ChipBatches:
             self._pool.shutdown(wait=True)
 
     def add(self, targets: np.ndarray, stack: ChipStack) -> None:
-        self._targets.append(np.asarray(targets, dtype=np.int64))
-        self._stacks.append(stack)
-        self._count += len(stack)
-        if self._count >= self.model.batch_size:
+        """Submit whole batches as they fill: slices of ``stack``, and the chips carried from the last call joined
+        to its head (a copy of fewer than a batch of chips, not of the stack)."""
+        targets = np.asarray(targets, dtype=np.int64)
+        step = self.model.batch_size
+        start = 0
+        if self._count:
+            start = min(step - self._count, len(targets))
+            self._targets.append(targets[:start])
+            self._stacks.append(stack.take(slice(0, start)))
+            self._count += start
+            if self._count < step:
+                return
             self._flush()
+        whole = start + (len(targets) - start) // step * step
+        for at in range(start, whole, step):
+            self._submit((next(self._keys), targets[at : at + step], stack.take(slice(at, at + step))))
+        if whole < len(targets):
+            self._targets, self._stacks = [targets[whole:]], [stack.take(slice(whole, None))]
+            self._count = len(targets) - whole
 
-    def _flush(self, final: bool = False) -> None:
-        """Submit every whole batch collected (``final``: the rest too), in order."""
+    def _flush(self) -> None:
+        """Submit the chips carried as one batch."""
         if not self._count:
             return
-        targets = np.concatenate(self._targets)
-        stack = ChipStack.concatenate(self._stacks)
-        step = self.model.batch_size
-        whole = len(targets) if final else len(targets) // step * step
-        for start in range(0, whole, step):
-            part = slice(start, min(start + step, whole))
-            self._submit((next(self._keys), targets[part], stack.take(part)))
-        self._targets = [targets[whole:]] if whole < len(targets) else []
-        self._stacks = [stack.take(slice(whole, None))] if whole < len(targets) else []
-        self._count = len(targets) - whole
+        batch = (next(self._keys), np.concatenate(self._targets), ChipStack.concatenate(self._stacks))
+        self._targets, self._stacks, self._count = [], [], 0
+        self._submit(batch)
 
     def _submit(self, batch: tuple[int, np.ndarray, ChipStack]) -> None:
         key, targets, stack = batch
