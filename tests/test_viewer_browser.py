@@ -345,6 +345,16 @@ def test_evaluate_a_result_against_its_truth_field_from_the_keyboard(page, serve
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
         "Evaluate houses_classifiedObjects against a truth field"
     )
+    # the legend of the result on the map opens the same panel
+    page.locator("#content-panel summary").click()
+    page.get_by_role("button", name="Evaluate against a truth field").click()
+    assert page.evaluate("document.getElementById('content-panel').open")
+    page.wait_for_function("document.getElementById('evaluation-truth').options.length > 0", timeout=60_000)
+    assert page.locator("#evaluation-title").inner_text() == "Evaluate houses_classifiedObjects"
+    assert page.evaluate("document.activeElement.id") == "evaluation-truth"
+    page.get_by_role("button", name="Close the evaluation").click()
+    assert page.locator("#evaluation").is_hidden()
+    assert page.evaluate("document.activeElement.id") == "legend-evaluate"
     page.locator("#content-panel summary").click()  # closed again, as the next test expects to find it
 
 

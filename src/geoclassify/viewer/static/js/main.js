@@ -32,6 +32,7 @@ const state = {
   tool: null,
   job: null,
   legendKey: null,
+  legendDetails: null,
   modelToken: 0,
   evaluation: null, // { result, details, opener, imageUrl, token }
 };
@@ -144,6 +145,7 @@ function hideLayer(layer) {
 
 function showResultLegend(key, details) {
   state.legendKey = key;
+  state.legendDetails = details;
   showLegend({
     title: details.name,
     classes: details.result.classes,
@@ -477,6 +479,13 @@ function closeEvaluation({ refocus = true } = {}) {
 }
 
 $("evaluation-close").addEventListener("click", () => closeEvaluation());
+$("legend-evaluate").addEventListener("click", (event) => {
+  const details = state.legendDetails;
+  if (!details?.itemId) return;
+  $("content-panel").open = true;
+  const name = $("legend-title").textContent || details.name; // a rename since is shown in the legend's title
+  openEvaluation({ ...details, name }, event.currentTarget);
+});
 $("evaluation").addEventListener("keydown", (event) => {
   if (event.key === "Escape") closeEvaluation();
 });
