@@ -177,3 +177,25 @@ def test_probabilities_come_back_from_worker_processes_and_for_whole_images(scen
     assert got.shape == (1, 3) and got.sum() == pytest.approx(1.0, rel=1e-5)
     assert whole["Confidence"].iloc[0] == pytest.approx(got.max(), rel=1e-5)
     assert whole["ClassLabel"].iloc[0] == CLASSES[int(got.argmax())]["Name"]
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a chip is pixels, no place
+def test_export_chips_writes_what_the_model_receives(scene, tmp_path):
+    import rasterio
+
+    image, model, features, folder = scene
+    chips = tmp_path / "chips"
+    done = run_classify(image, model, features, folder / "e.gpkg", "--export-chips", chips, "--parallel-factor", "2")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in chips.iterdir()) == [f"feature_{k}.png" for k in range(4)]
+    for k in range(3):  # the first band of region k is k everywhere, the others 0
+        with rasterio.open(chips / f"feature_{k}.png") as src:
+            pixels = src.read()
+        assert pixels.shape == (3, 16, 16) and (pixels[0] == k).all() and not pixels[1:].any()
+    # Blackened: the model sees only the feature's polygon (4 x 4 m = 8 x 8 px), the rest 0.
+    blacken = mean_package(folder, WEIGHTS, BIAS, name="black", Classes=CLASSES, NormalizationStats=IDENTITY,
+                           BlackenAroundFeature=1)  # fmt: skip
+    classify_objects(image, blacken, features, export_chips=tmp_path / "black")
+    with rasterio.open(tmp_path / "black" / "feature_2.png") as src:
+        band = src.read(1)
+    assert (band == 2).sum() == 64 and band[4:12, 4:12].min() == 2

@@ -51,6 +51,7 @@ FULL = {
     "probabilities": True,
     "min_coverage": 0.4,
     "dry_run": True,
+    "export_chips": "chips",
 }
 
 
@@ -72,6 +73,7 @@ def test_the_cli_and_the_api_make_the_same_request():
         "--resampling", "BILINEAR", "--out-crs", "EPSG:3857", "--processor-type", "cpu", "--parallel-factor", "50%",
         "--retries", "2", "--recycle-interval", "10", "--resume", "--overwrite", "--trust-code",
         "--where", "kind = 'roof'", "--top-k", "3", "--probabilities", "--min-coverage", "0.4", "--dry-run",
+        "--export-chips", "chips",
     ]
     options = classify.make_context("classify", argv).params
     options.pop("quiet")

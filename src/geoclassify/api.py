@@ -68,6 +68,7 @@ def classify_objects(
     probabilities: bool = False,
     min_coverage: float | None = None,
     dry_run: bool = False,
+    export_chips: PathLike | None = None,
 ) -> pd.DataFrame | Summary | DryRunReport:
     """Classify objects in imagery with ``model``: Esri's "Classify Objects Using Deep Learning".
 
@@ -88,7 +89,8 @@ def classify_objects(
     ``where`` (an OGR SQL WHERE clause) keeps only the features it selects; ``top_k`` adds the runner-up classes
     (``ClassLabel_2``, ``Confidence_2``, ...), ``probabilities`` one ``Prob_<class>`` field per class, and
     ``min_coverage`` (0 to 1) leaves a feature whose chip holds less valid raster unclassified, saying why in
-    ``Unclassified``. ``dry_run`` classifies nothing and returns a :class:`~geoclassify.dry_run.DryRunReport`.
+    ``Unclassified``. ``export_chips`` (a folder) receives every chip as the model does. ``dry_run`` classifies
+    nothing and returns a :class:`~geoclassify.dry_run.DryRunReport`.
 
     Returns the rows (a GeoDataFrame, or a DataFrame for images without georeference) or, when ``out`` is given,
     writes them there atomically and returns the run's :class:`Summary`.

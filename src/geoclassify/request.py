@@ -62,6 +62,8 @@ class RunRequest:
     top_k: int = 1
     probabilities: bool = False
     min_coverage: float | None = None
+    #: A folder to write every chip to, as the model receives it (not in the fingerprint: results do not change).
+    export_chips: str | None = None
     # Analysis environments.
     extent: tuple[float, float, float, float] | None = None
     extent_crs: str | None = None
@@ -98,6 +100,8 @@ class RunRequest:
         cell_size = options.pop("cell_size", None)
         if options.get("min_coverage") is not None:
             options["min_coverage"] = float(options["min_coverage"])
+        if options.get("export_chips") is not None:
+            options["export_chips"] = os.fspath(options["export_chips"])
         if options.get("where") is not None:
             options["where"] = str(options["where"]).strip() or None
         unknown = set(options) - {f.name for f in dataclasses.fields(cls)}

@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -26,7 +27,7 @@ from rasterio.enums import Resampling
 from . import settings
 from .dry_run import DryRunReport, dry_run_report
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode, parse_resampling
-from .errors import ExtentWarning, GeoclassifyWarning, SettingError
+from .errors import ExtentWarning, GeoclassifyWarning, OutputError, SettingError
 from .fields import ResultFields, check_fields, describe
 from .hooks import RunHooks, using, warn
 from .io.feature_batches import FeatureBatches
@@ -197,6 +198,8 @@ def classify(request: RunRequest, context: RunContext) -> RunResult:
         request.model, request.model_arguments, trust_code=request.trust_code, device=env.device
     )
     model = _scoring(model, options)
+    if request.export_chips is not None:
+        model = dataclasses.replace(model, chip_folder=_chip_folder(request.export_chips))
     added = options.added_fields(model.definition.classes, fields, request.field_prefix)
     if added:
         check_fields(source.fields if source else None, fields, features, out, extra=(*extra, *added))
@@ -291,6 +294,16 @@ def _scoring(model: Model, options: ResultOptions) -> Model:
     if model.all_scores == options.all_scores:
         return model
     return dataclasses.replace(model, all_scores=options.all_scores)
+
+
+def _chip_folder(folder: str) -> str:
+    """The folder chips are exported to, made if missing (a file there is an error, before any chip is cut)."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"«export_chips» {folder!r} is not a folder that can be made ({exc}); give another") from None
+    return str(path.resolve())
 
 
 def _extra_fields(features: object, mode: str) -> tuple[str, ...]:

@@ -145,6 +145,13 @@ def classify_request(options: dict[str, Any]) -> RunRequest:
     "the Unclassified field.",
 )
 @click.option(
+    "--export-chips",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Write every chip as the model receives it (after blackening, before normalisation) to DIR, as PNG (8 or "
+    "16 bits, 1, 3 or 4 bands) or GeoTIFF, named by feature (feature_12.png) or image.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Report the features, images, chip size in pixels and on the ground and the warnings; classify nothing.",

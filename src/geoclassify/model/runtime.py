@@ -55,6 +55,8 @@ class Model:
     device: Device = CPU
     #: Hand back every class's probability, not only the winner's (``top_k`` > 1 or ``probabilities``).
     all_scores: bool = False
+    #: Write every chip it classifies to this folder (``export_chips``), as it receives them.
+    chip_folder: str | None = None
     _preprocessors: dict[tuple[int, ...], Callable[..., np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,7 +98,9 @@ class Model:
                 f"{self.package.source}: this model was built in memory, so worker processes cannot "
                 "load it; give the package's path instead"
             )
-        return ModelRecipe(self.package.origin, dict(self.arguments), self.trust_code, self.device, self.all_scores)
+        return ModelRecipe(
+            self.package.origin, dict(self.arguments), self.trust_code, self.device, self.all_scores, self.chip_folder
+        )
 
     def prepare(self, band_indexes: tuple[int, ...]) -> None:
         """Check, before any pixel is read, that chips of these raster bands can be fed to the model."""
@@ -119,6 +123,10 @@ class Model:
         """Class index (position in Classes) and confidence (multi-label: every probability) for raw chips (bands
         from ``band_indexes``, invalid pixels 0); ``ids`` name the chips in error messages; ``owned`` lets
         normalisation overwrite ``chips``."""
+        if self.chip_folder is not None:
+            from .chip_export import write_chips  # only a run that exports chips needs it
+
+            write_chips(self.chip_folder, chips, ids)
         try:
             if isinstance(self.backend, ChipBackend):
                 return self.backend.classify_chips(chips, valid, self.batch_size)
@@ -186,6 +194,7 @@ class ModelRecipe:
     trust_code: bool = False
     device: Device = CPU
     all_scores: bool = False
+    chip_folder: str | None = None
 
     def load(self, threads: int | None = None) -> Model:
         with warnings.catch_warnings():
@@ -194,7 +203,7 @@ class ModelRecipe:
             model = load_model(
                 self.origin, self.arguments, threads=threads, trust_code=self.trust_code, device=self.device
             )
-        model.all_scores = self.all_scores
+        model.all_scores, model.chip_folder = self.all_scores, self.chip_folder
         return model
 
 
