@@ -10,7 +10,8 @@ import shapely
 
 from geoclassify import classify_objects
 from geoclassify.dry_run import DryRunReport
-from geoclassify.errors import FeatureSourceError, SettingError
+from geoclassify.errors import FeatureSourceError, OutputError, SettingError
+from geoclassify.io.journal import journal_folder
 
 from tests.support import mean_package, run_classify, write_raster
 
@@ -27,7 +28,7 @@ IDENTITY = {
     "scaled_std_values": [1, 1, 1],
 }
 WEIGHTS = np.array([[0.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]])
-BIAS = np.array([0.0, -0.5, -2.0])
+BIAS = np.array([0.0, -0.5, -2.1])  # no two classes tie on any region
 X0, Y0 = 500000.0, 4650000.0  # the raster's top-left corner; cells of 0.5 m
 
 
@@ -199,3 +200,44 @@ def test_export_chips_writes_what_the_model_receives(scene, tmp_path):
     with rasterio.open(tmp_path / "black" / "feature_2.png") as src:
         band = src.read(1)
     assert (band == 2).sum() == 64 and band[4:12, 4:12].min() == 2
+
+
+def test_where_filters_a_streamed_layer_in_both_passes(scene, monkeypatch):
+    image, model, features, folder = scene
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_FEATURES", "1")  # read in batches, never whole
+    monkeypatch.setenv("GEOCLASSIFY_STREAM_BATCH", "1")
+    out = folder / "streamed.gpkg"
+    summary = classify_objects(image, model, features, out, where="name IN ('b', 'corner')", top_k=2)
+    rows = read(out)
+    assert sorted(rows.index) == ["b", "corner"] and summary.read == 2
+    assert rows.loc["b", "ClassLabel"] == "Mid" and rows.loc["b", "ClassLabel_2"] == "Low"
+    assert rows.loc["b", "Confidence_2"] == pytest.approx(np.sort(EXPECTED[1])[-2], rel=1e-5)
+
+
+def _output_fails(*args, **kwargs):
+    raise OutputError("cannot write GPKG output: the test says no")
+
+
+def test_top_k_resumes_from_the_probabilities_its_journal_saved(scene, monkeypatch):
+    image, model, features, folder = scene
+    out = folder / "resumed.gpkg"
+    one = {"batch_size": 1}  # one feature per batch, so the journal has a part per feature
+    with monkeypatch.context() as patch:
+        patch.setenv("GEOCLASSIFY_JOURNAL_FEATURES", "1")
+        patch.setattr("geoclassify.runs.write_batches", _output_fails)
+        with pytest.raises(OutputError, match="the test says no"):
+            classify_objects(image, model, features, out, top_k=3, arguments=one)
+    parts = sorted(journal_folder(out).glob("part-*.npz"))
+    assert len(parts) > 1
+    for part in parts[1:]:  # what a run killed after its first part leaves
+        part.unlink()
+    with pytest.raises(OutputError, match=r"cannot resume .*every class's probability .* was True, now False"):
+        classify_objects(image, model, features, out, resume=True, arguments=one)
+    classify_objects(image, model, features, out, top_k=3, resume=True, arguments=one)
+    rows = read(out)
+    for row, probabilities in zip("abc", EXPECTED, strict=True):
+        np.testing.assert_allclose(
+            [rows.loc[row, name] for name in ("Confidence", "Confidence_2", "Confidence_3")],
+            np.sort(probabilities)[::-1],
+            rtol=1e-5,
+        )

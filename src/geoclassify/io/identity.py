@@ -50,6 +50,8 @@ SETTING_NAMES = {
     "resampling": "«resampling»",
     "count": "the number of features",
     "fields": "the result field names",
+    "where": "«where»",
+    "all_scores": "keeping every class's probability («top_k» above 1 or «probabilities»)",
 }
 
 Identity = dict[str, Any]
