@@ -13,7 +13,7 @@ from geoclassify.dry_run import DryRunReport
 from geoclassify.errors import FeatureSourceError, OutputError, SettingError
 from geoclassify.io.journal import journal_folder
 
-from tests.support import mean_package, run_classify, write_raster
+from tests.support import emd_for, mean_package, run_classify, write_dlpk, write_raster
 
 CLASSES = [
     {"Value": 1, "Name": "Low", "Color": [0, 0, 255]},
@@ -150,6 +150,11 @@ def test_dry_run_reports_and_classifies_nothing(scene):
     assert "features: 3, 2 of them in the extent" in done.stderr
     assert "images: 1 (" in done.stderr and "scene.tif)" in done.stderr
     assert "chips: 16 x 16 px = 8 x 8 m on the ground (cell size 0.5 m)" in done.stderr
+    # The EMD gives the chip size, so the model file is never opened: a broken one does not stop a dry run.
+    broken = folder / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    emd = emd_for(model_file="broken.onnx", Classes=CLASSES, NormalizationStats=IDENTITY)
+    model = write_dlpk(folder / "broken.dlpk", emd, broken)
     report = classify_objects(image, model, features, folder / "o.gpkg", dry_run=True, extent=(0, 0, 1, 1))
     assert isinstance(report, DryRunReport) and report.features == 4 and report.selected == 0
     assert any("misses every feature" in w for w in report.warnings)
@@ -163,6 +168,12 @@ def test_options_a_user_gets_wrong_are_refused_in_one_line(scene):
         classify_objects(image, model, features, min_coverage=50)
     done = run_classify(image, model, features, folder / "x.gpkg", "--top-k", "0")
     assert done.returncode != 0 and "Traceback" not in done.stderr
+    done = run_classify(image, model, features, folder / "x.shp", "--top-k", "2")
+    assert done.returncode == 1
+    assert "fields 'ClassLabel_2', 'Confidence_2' are longer than the 10 characters" in done.stderr
+    assert not (folder / "x.shp").exists()
+    with pytest.raises(OutputError, match="already has a field 'Prob_Low'"):
+        classify_objects(image, model, gpd.read_file(features).assign(Prob_Low=1), probabilities=True)
 
 
 def test_probabilities_come_back_from_worker_processes_and_for_whole_images(scene):

@@ -40,7 +40,7 @@ from .model.device import Device, choose_device
 from .model.runtime import Model, load_model
 from .modes.features import classify_features, images_label
 from .modes.image_table import classify_images
-from .modes.ranking import ResultOptions
+from .modes.ranking import ResultOptions, check_shapefile_names
 from .modes.whole_images import select_images
 from .request import RunRequest
 from .runners import Execution, check_execution, parse_parallel_factor, runner_for
@@ -203,6 +203,7 @@ def classify(request: RunRequest, context: RunContext) -> RunResult:
     added = options.added_fields(model.definition.classes, fields, request.field_prefix)
     if added:
         check_fields(source.fields if source else None, fields, features, out, extra=(*extra, *added))
+        check_shapefile_names(added, out)
     refs = resolve_images(images, recursive=request.recursive, asset=request.asset)
     total = source.count if source is not None else len(refs)
     journal = _journal(request, context, env, model, refs, source, fields) if out else None

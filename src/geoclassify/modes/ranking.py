@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import SettingError
+from ..errors import OutputError, SettingError
 from ..fields import ResultFields, result_columns
 from ..model.emd import ClassInfo
 
@@ -67,6 +67,19 @@ class ResultOptions:
 
 #: A run that asks for nothing beyond the label.
 DEFAULT_OPTIONS = ResultOptions()
+
+
+def check_shapefile_names(names: Sequence[str], out: object) -> None:
+    """A shapefile cuts field names to 10 characters, which would make ``Prob_Damaged`` and ``Prob_Damaged2`` one
+    field: refuse before anything is classified."""
+    if out is None or not str(out).lower().endswith(".shp"):
+        return
+    long = [name for name in names if len(name) > 10]
+    if long:
+        raise OutputError(
+            f"output fields {', '.join(repr(n) for n in long)} are longer than the 10 characters a shapefile field "
+            "can have; write another format (.gpkg, .fgb, .parquet) or drop the option that adds them"
+        )
 
 
 def probability_field(class_name: str, prefix: str = "") -> str:
