@@ -84,8 +84,8 @@ def classify_objects(
     ``"local"`` or ``"local:N"`` (a local cluster of N worker processes), or a ``dask.distributed.Client``.
     ``processor_type`` "CPU" (the default) or "GPU" and ``gpu_id`` (default 0) are Esri's Processor Type and GPU
     ID: on a GPU, the model runs through CUDA (``geoclassify[gpu]``), in every worker.
-    A run with features writing ``out`` saves its results as it goes; after it is killed, the same call with
-    ``resume=True`` classifies only what is missing.
+    A run writing ``out`` (with features or without) saves its results as it goes; after it is killed, the same
+    call with ``resume=True`` classifies only what is missing.
     ``where`` (an OGR SQL WHERE clause) keeps only the features it selects; ``top_k`` adds the runner-up classes
     (``ClassLabel_2``, ``Confidence_2``, ...), ``probabilities`` one ``Prob_<class>`` field per class, and
     ``min_coverage`` (0 to 1) leaves a feature whose chip holds less valid raster unclassified, saying why in

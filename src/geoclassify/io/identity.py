@@ -23,15 +23,17 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import shapely
 
 from ..errors import ModelPackageError
 from ..model.packages import ModelPackage, package_digest
 from .images import ImageRef, is_remote
+
+if TYPE_CHECKING:  # worker processes import this module through the journal, and need no geopandas
+    import geopandas as gpd
 
 #: Files up to this size are hashed whole; bigger ones by their first and last SAMPLE_BYTES.
 SAMPLE_BYTES = 1 << 20
@@ -111,7 +113,7 @@ def image_identity(ref: ImageRef) -> Identity:
 
 def features_identity(features: str | os.PathLike[str] | gpd.GeoDataFrame) -> Identity:
     """A layer file (with a shapefile's sidecars, or every file of a folder such as a .gdb), or a GeoDataFrame."""
-    if isinstance(features, gpd.GeoDataFrame):
+    if not isinstance(features, str | os.PathLike):  # a GeoDataFrame in memory
         return _frame_identity(features)
     text = os.fspath(features)
     what = "the feature layer"
