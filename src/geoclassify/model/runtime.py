@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ class Model:
     #: Write every chip it classifies to this folder (``export_chips``), as it receives them.
     chip_folder: str | None = None
     _preprocessors: dict[tuple[int, ...], Callable[..., np.ndarray]] = field(default_factory=dict, repr=False)
+    _threads: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.definition is None:
@@ -151,15 +153,33 @@ class Model:
         return self._predict_plain(batch)
 
     def _predict_plain(self, batch: np.ndarray) -> np.ndarray:
-        parts = []
         step = self.batch_size
-        for start in range(0, len(batch), step):
-            scores = self.backend.predict(batch[start : start + step])  # type: ignore[union-attr]
+        starts = range(0, len(batch), step)
+        predict = self.backend.predict  # type: ignore[union-attr]
+        chunks = (batch[start : start + step] for start in starts)
+        pool = self._pool() if len(starts) > 1 else None
+        # A runtime that runs one thread per call runs batches side by side instead (see ``concurrency``).
+        results = pool.map(predict, chunks) if pool is not None else map(predict, chunks)
+        parts = []
+        for start, scores in zip(starts, results, strict=True):
             self._check_classes(scores.shape[1])
             self._check_finite(scores, start)
             output = self.definition.model_output or getattr(self.backend, "model_output", None)
             parts.append(to_probabilities(scores, output, self.definition.multi_label))
         return np.concatenate(parts) if parts else np.zeros((0, len(self.definition.classes)))
+
+    @property
+    def concurrency(self) -> int:
+        """Batches the runtime runs side by side well: more than one for a session with one thread per call."""
+        backend = getattr(self.backend, "onnx", self.backend)  # Keras runs through its ONNX conversion
+        return int(getattr(backend, "concurrency", 1))
+
+    def _pool(self) -> ThreadPoolExecutor | None:
+        if self.concurrency <= 1:
+            return None
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="geoclassify-predict")
+        return self._threads
 
     def _check_finite(self, scores: np.ndarray, start: int) -> None:
         """NaN or infinite scores have no argmax that means anything: the model failed on those chips, and they

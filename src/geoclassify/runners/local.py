@@ -47,8 +47,8 @@ class LocalRunner:
 
 
 class _ChipBatches:
-    """Collects chips into batches of the model's size and classifies them on a background thread while the next
-    ones are cut.
+    """Collects chips into batches of the model's size (as many at once as the model runs side by side) and
+    classifies them on a background thread while the next ones are cut.
 
     Results are keyed by feature, so the order batches finish in does not matter.
     """
@@ -61,6 +61,8 @@ class _ChipBatches:
         self._targets: list[np.ndarray] = []
         self._stacks: list[ChipStack] = []
         self._count = 0
+        #: Chips handed over at once: a batch for each one the model runs side by side.
+        self.step = model.batch_size * model.concurrency
         self._keys = itertools.count()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoclassify-inference")
         self._pending: deque[tuple[Future[BatchResult], int, np.ndarray, ChipStack]] = deque()
@@ -83,7 +85,7 @@ class _ChipBatches:
         """Submit whole batches as they fill: slices of ``stack``, and the chips carried from the last call joined
         to its head (a copy of fewer than a batch of chips, not of the stack)."""
         targets = np.asarray(targets, dtype=np.int64)
-        step = self.model.batch_size
+        step = self.step
         start = 0
         if self._count:
             start = min(step - self._count, len(targets))
