@@ -78,7 +78,7 @@ def test_top_k_writes_the_runners_up_with_their_probabilities(scene):
             assert rows.loc[row, f"Confidence{suffix}"] == pytest.approx(probabilities[order[rank]], rel=1e-5)
     assert "ClassLabel_4" not in rows.columns and "Prob_Low" not in rows.columns
     # The summary line counts each class: a is Low, b Mid, c High, the corner's quarter chip (zeros) Low.
-    assert "4 classified (Low: 2, Mid: 1, High: 1)" in done.stderr
+    assert "4 classified, " in done.stderr and "; per class Low: 2, Mid: 1, High: 1; " in done.stderr
 
 
 def test_probabilities_write_one_field_per_class_and_the_default_keeps_one_confidence(scene):

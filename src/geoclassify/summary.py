@@ -40,18 +40,19 @@ class Summary:
         text = f"{self.read + self.skipped} {self.unit} read"
         if self.skipped:
             text += f", {self.skipped} outside the extent left out"
-        classes = " (" + ", ".join(f"{name}: {n}" for name, n in self.per_class) + ")" if self.per_class else ""
         if self.unit == "images":
-            text += f", {self.classified} classified{classes}, {self.errors} unreadable"
+            text += f", {self.classified} classified, {self.errors} unreadable"
             text += f", {self.outside} without valid pixels"
         else:
             text += (
-                f", {self.classified} classified{classes}, {self.outside} outside the raster or on NoData only, "
+                f", {self.classified} classified, {self.outside} outside the raster or on NoData only, "
                 f"{self.empty} with empty geometry"
             )
         if self.low_coverage:
             text += f", {self.low_coverage} with less valid raster than «min_coverage»"
         if self.rows is not None:
             text += f", {self.rows} rows (one per feature and image that covers it)"
+        if self.per_class and self.classified:
+            text += "; per class " + ", ".join(f"{name}: {n}" for name, n in self.per_class)
         text += f"; {self.seconds:.2f} s, {self.rate:,.0f} {self.unit}/s"
         return text + (f" -> {self.output}" if self.output else "")
