@@ -8,8 +8,7 @@ import pytest
 import shapely
 
 from geoclassify.core.chips import ChipSpec, cut_chip
-from geoclassify.runners.cutting import cut_region
-from geoclassify.runners.work import Region
+from geoclassify.runners.cutting import Region, cut_region
 
 SPEC = ChipSpec(32, 32, fixed=True, blacken=True)
 

@@ -235,9 +235,7 @@ def gather_windows(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, height
     return view[rows, cols]
 
 
-def cut_fixed(
-    pixels: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, spec: ChipSpec
-) -> ChipStack:
+def cut_fixed(pixels: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, spec: ChipSpec) -> ChipStack:
     """Chips of the model's size at native resolution, cut at once from a block whose (0, 0) is at region offset 0:
     what :func:`cut_chip` gives one by one for windows that need no resizing, before blackening."""
     chips = gather_windows(pixels, rows, cols, spec.height, spec.width)

@@ -11,12 +11,37 @@ differently) and empty ones are blackened apart, one at a time, as before; so ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
 
 from ..core.chips import ChipSpec, ChipStack, centres_inside, centres_inside_many, cut_chip, cut_fixed
-from .work import Region
+from ..io.mosaics import GridSource
+from ..io.rasters import RasterSource
+
+
+@dataclass
+class Region:
+    """Pixels of one tile's windows, read once; chips are cut from them by slicing."""
+
+    row_off: int
+    col_off: int
+    pixels: np.ndarray
+    valid: np.ndarray
+
+    def reader(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        r, c = row_off - self.row_off, col_off - self.col_off
+        return self.pixels[:, r : r + height, c : c + width], self.valid[r : r + height, c : c + width]
+
+
+def read_region(raster: RasterSource | GridSource, windows: np.ndarray) -> Region:
+    """The smallest block holding every one of ``windows``, in one read."""
+    r0, c0 = int(windows[:, 0].min()), int(windows[:, 1].min())
+    r1 = int((windows[:, 0] + windows[:, 2]).max())
+    c1 = int((windows[:, 1] + windows[:, 3]).max())
+    pixels, valid = raster.read_window(r0, c0, r1 - r0, c1 - c0)
+    return Region(r0, c0, pixels, valid)
 
 
 def cut_region(

@@ -19,8 +19,8 @@ from ..core.predictions import BatchResult
 from ..errors import InferenceError
 from ..model.runtime import Model
 from .base import PlanJob, Record, RetryPolicy
-from .cutting import cut_region
-from .work import classify_stack, read_region
+from .cutting import cut_region, read_region
+from .work import classify_stack
 
 #: Batches handed to the inference thread but not yet finished; bounds memory while cutting runs ahead.
 IN_FLIGHT = 2

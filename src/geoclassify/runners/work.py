@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from ..core.chips import Chip, ChipSpec, ChipStack, cut_chip
+from ..core.chips import Chip, ChipSpec, ChipStack
 from ..core.predictions import BatchResult
 from ..io.mosaics import GridSource
 from ..io.rasters import RasterSource
 from ..model.runtime import Model, ModelRecipe
+from .cutting import cut_region, read_region
 
 #: A raster the loop reads windows from: one image, or a collection on one grid.
 Raster = RasterSource | GridSource
@@ -91,29 +92,6 @@ def run_work(state: WorkerState, work: Work) -> BatchResult:
     )
 
 
-@dataclass
-class Region:
-    """Pixels of one tile's windows, read once; chips are cut from them by slicing."""
-
-    row_off: int
-    col_off: int
-    pixels: np.ndarray
-    valid: np.ndarray
-
-    def reader(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        r, c = row_off - self.row_off, col_off - self.col_off
-        return self.pixels[:, r : r + height, c : c + width], self.valid[r : r + height, c : c + width]
-
-
-def read_region(raster: Raster, windows: np.ndarray) -> Region:
-    """The smallest block holding every one of ``windows``, in one read."""
-    r0, c0 = int(windows[:, 0].min()), int(windows[:, 1].min())
-    r1 = int((windows[:, 0] + windows[:, 2]).max())
-    c1 = int((windows[:, 1] + windows[:, 3]).max())
-    pixels, valid = raster.read_window(r0, c0, r1 - r0, c1 - c0)
-    return Region(r0, c0, pixels, valid)
-
-
 def classify_windows(
     model: Model,
     raster: Raster,
@@ -124,9 +102,10 @@ def classify_windows(
     targets: np.ndarray,
 ) -> BatchResult:
     """Cut and classify one batch of windows, read as one region."""
-    region = read_region(raster, windows)
-    chips = [cut_chip(region.reader, window, spec, polygon) for window, polygon in zip(windows, polygons, strict=True)]
-    return classify_chips(model, band_indexes, np.asarray(targets), chips)
+    parts = cut_region(read_region(raster, windows), windows, spec, polygons)
+    order = np.concatenate([positions for positions, _ in parts])
+    stack = ChipStack.concatenate([stack for _, stack in parts])
+    return classify_stack(model, band_indexes, np.asarray(targets)[order], stack)
 
 
 def classify_chips(model: Model, band_indexes: tuple[int, ...], targets: np.ndarray, chips: list[Chip]) -> BatchResult:
