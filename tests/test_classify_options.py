@@ -158,6 +158,9 @@ def test_dry_run_reports_and_classifies_nothing(scene):
     report = classify_objects(image, model, features, folder / "o.gpkg", dry_run=True, extent=(0, 0, 1, 1))
     assert isinstance(report, DryRunReport) and report.features == 4 and report.selected == 0
     assert any("misses every feature" in w for w in report.warnings)
+    whole = classify_objects(image, model, dry_run=True, top_k=2)  # each image one object: the image is the chip
+    assert whole.features is None and whole.first_image == (64, 192)
+    assert "chips: each whole image resized to 16 x 16 px (the first is 192 x 64 px = 96 x 32 m" in whole.line()
 
 
 def test_options_a_user_gets_wrong_are_refused_in_one_line(scene):

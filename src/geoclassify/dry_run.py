@@ -41,6 +41,8 @@ class DryRunReport:
     selected: int | None = None
     empty: int = 0
     warnings: tuple[str, ...] = ()
+    #: The first image's height and width in pixels (what a whole image is resized from).
+    first_image: tuple[int, int] | None = None
 
     @property
     def ground_size(self) -> tuple[float, float] | None:
@@ -64,18 +66,29 @@ class DryRunReport:
             empty = f", {self.empty} with empty geometry" if self.empty else ""
             lines.append(f"features: {self.features}{kept}{empty}")
         lines.append(f"images: {len(self.images)} ({shown}{more})")
-        chip = f"chips: {self.chip[1]} x {self.chip[0]} px"
-        ground = self.ground_size
-        if ground is not None and self.cell_size is not None:
-            unit = f" {self.units}" if self.units else ""
-            chip += (
-                f" = {ground[1]:.6g} x {ground[0]:.6g}{unit} on the ground (cell size {self.cell_size[0]:.6g}{unit})"
-            )
-        lines.append(chip)
+        lines.append(self._chip_line())
         lines.append(f"model: {self.model}")
         lines.append(f"warnings: {len(self.warnings)}")
         lines.extend(f"  {text}" for text in self.warnings)
         return "\n".join(lines)
+
+    def _chip_line(self) -> str:
+        unit = f" {self.units}" if self.units else ""
+        pixels = f"{self.chip[1]} x {self.chip[0]} px"
+        if self.features is None and self.first_image is not None:
+            # Each image is one chip: the whole image, resized; its size on the ground is the image's.
+            height, width = self.first_image
+            line = f"chips: each whole image resized to {pixels} (the first is {width} x {height} px"
+            if self.cell_size is not None:
+                line += f" = {width * self.cell_size[0]:.6g} x {height * self.cell_size[1]:.6g}{unit} on the ground"
+            return line + ")"
+        ground = self.ground_size
+        if ground is None or self.cell_size is None:
+            return f"chips: {pixels} (the raster has no georeference, so no size on the ground)"
+        return (
+            f"chips: {pixels} = {ground[1]:.6g} x {ground[0]:.6g}{unit} on the ground "
+            f"(cell size {self.cell_size[0]:.6g}{unit})"
+        )
 
 
 def dry_run_report(
@@ -94,6 +107,7 @@ def dry_run_report(
     chip = _chip_size(request_model, model, arguments, trust_code)
     with RasterSource(refs[0].uri, label=refs[0].image_id) as first:
         crs = first.crs
+        shape = first.shape
         res = (cell_size, cell_size) if cell_size is not None else tuple(abs(v) for v in first.cell_size)
         units = _units(crs) if crs is not None else None
         if crs is None and cell_size is None:
@@ -104,6 +118,7 @@ def dry_run_report(
         chip=chip,
         cell_size=res,  # type: ignore[arg-type]
         units=units,
+        first_image=(int(shape[0]), int(shape[1])),
     )
     if source is None:
         return report
