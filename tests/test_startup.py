@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-HEAVY = ("geopandas", "pandas", "pyarrow", "onnxruntime", "torch", "dask", "fastapi", "matplotlib", "rasterio")
+HEAVY = ("geopandas", "pandas", "pyarrow", "onnxruntime", "onnx", "torch", "dask", "fastapi", "matplotlib")
+HEAVY += ("rasterio", "shapely", "pyogrio")  # the geospatial stack, too
 
 # Runs the command line as `python -m geoclassify ARGS` does, then lists which heavy libraries got imported.
 PROBE = """
