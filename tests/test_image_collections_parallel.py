@@ -102,7 +102,7 @@ def test_a_dask_local_cluster_gives_the_same_rows(collection, in_process):
 def test_a_run_killed_midway_resumes_with_every_image_once(tmp_path):
     """SIGKILL of the run and its workers (a power cut) after a few saved parts; ``--resume`` classifies only the
     rest, and the output holds each image once, as an uninterrupted run writes it."""
-    folder = photos(tmp_path / "images", 500, smallest=80, largest=160, seed=5)
+    folder = photos(tmp_path / "images", 1000, smallest=60, largest=120, seed=5)
     package, _, _ = flat_package(tmp_path, size=16, seed=4)
     reference = classify_objects(str(folder), str(package))
     out = tmp_path / "killed.csv"
@@ -120,13 +120,13 @@ def test_a_run_killed_midway_resumes_with_every_image_once(tmp_path):
     saved = sorted(journal.glob("part-*.npz"))
     assert len(saved) >= 3 and not out.exists(), proc.stderr.read().decode() if proc.stderr else ""
     done = sum(len(np.load(p)["targets"]) for p in saved)
-    assert 0 < done < 500
+    assert 0 < done < 1000
     again = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert again.returncode == 1 and "--resume" in again.stderr, again.stderr
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)  # in process this time
     assert resumed.returncode == 0, resumed.stderr
-    assert "501 images read, 500 classified (" in resumed.stderr and "1 unreadable" in resumed.stderr, resumed.stderr
+    assert "1001 images read, 1000 classified" in resumed.stderr and "1 unreadable" in resumed.stderr, resumed.stderr
     got = pd.read_csv(out, keep_default_na=True)
-    assert got["ImageID"].is_unique and len(got) == 501
+    assert got["ImageID"].is_unique and len(got) == 1001
     assert_same_rows(got, reference)
     assert not journal.exists()
