@@ -280,9 +280,10 @@ def centres_inside_many(
     # The first pixel j whose centre c0 + j + 0.5 lies right of the crossing.
     column = np.clip(np.floor(cross - c0[edge] - 0.5) + 1, 0, width).astype(np.int64)
     flat = (chip[edge] * height + row) * (width + 1) + column
-    toggles = np.bincount(flat, minlength=n * height * (width + 1)).astype(np.uint8)
-    toggles = toggles.reshape(n, height, width + 1)[:, :, :width]
-    inside = (np.cumsum(toggles, axis=2, dtype=np.uint8) & 1).astype(bool)
+    toggles = np.zeros(n * height * (width + 1), dtype=np.uint8)
+    np.add.at(toggles, flat, 1)  # counts wrap at 256, which keeps their parity
+    inside = np.cumsum(toggles.reshape(n, height, width + 1)[:, :, :width], axis=2, dtype=np.uint8)
+    inside = np.bitwise_and(inside, 1, out=inside).view(bool)
     # A centre exactly on the boundary is outside for shapely, but the fill's side depends on the edge: such chips
     # (polygons drawn through pixel centres) are tested the slow way.
     on_centre = cross - c0[edge] - 0.5

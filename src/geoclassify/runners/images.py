@@ -190,7 +190,7 @@ def classify_image_batch(
             errors[i] = str(exc)
             continue
         pending[i] = _Read(pixels, valid, bands)
-        if len(pending) >= model.batch_size:
+        if len(pending) >= model.batch_size * model.concurrency:  # a batch for each the model runs side by side
             flush()
     flush()
     return ImageBatch(np.asarray(work.targets), labels, scores, coverage, tuple(errors), tuple(crs), tuple(footprints))
