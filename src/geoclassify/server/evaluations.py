@@ -19,13 +19,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from geoclassify import GeoclassifyError, RunRequest
+from geoclassify import GeoclassifyError
 from geoclassify.errors import MissingExtraError, UnsupportedModelError
 from geoclassify.evaluation import Evaluation, evaluate, model_classes
 from geoclassify.fields import DEFAULT_LABEL_FIELD
 from geoclassify.io.layers import layer_info
 
-from .errors import InputError, NotFound, NotInstalled
+from .errors import InputError, NotInstalled
 from .items import Item
 from .services import Services, current_user, services
 from .users import User
@@ -68,7 +68,7 @@ def evaluate_item(store: Services, item: Item, truth: str, label: str | None) ->
     """The evaluation and the warnings it gave (values that are no class of the model, nothing to compare)."""
     if item.kind != "result":
         raise InputError(f"item {item.name!r} is a {item.kind}: only a result (the output of a job) is evaluated")
-    request = _run_request(store, item)
+    request = store.job_request(item)
     label = label or (request.class_label_field if request else DEFAULT_LABEL_FIELD)
     layer = item.info.get("layer")
     fields = [str(f) for f in layer_info(item.path, layer)["fields"]]
@@ -95,15 +95,6 @@ def _evaluate(
         evaluation = evaluate(path, truth, label_field=label, layer_name=layer, classes=classes)
     return evaluation, tuple(dict.fromkeys(str(w.message).replace(repr(path), "the result") for w in caught))
 
-
-def _run_request(store: Services, item: Item) -> RunRequest | None:
-    """The request of the job that made the result (its label field and model), if the job is still recorded."""
-    if not item.job_id:
-        return None
-    try:
-        return RunRequest.from_json(store.jobs.get(item.job_id).request)
-    except (NotFound, GeoclassifyError, ValueError, TypeError):
-        return None
 
 
 @functools.lru_cache(maxsize=32)

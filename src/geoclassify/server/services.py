@@ -8,11 +8,13 @@ from typing import Any
 
 from starlette.requests import Request
 
+from geoclassify import GeoclassifyError, RunRequest
+
 from .config import ServerConfig
 from .db import Database
-from .errors import NotAuthorized
+from .errors import NotAuthorized, NotFound
 from .inputs import Resolver
-from .items import ItemStore
+from .items import Item, ItemStore
 from .jobs import Job, JobStore, new_id
 from .tool import plan_job
 from .users import User, Users
@@ -30,6 +32,15 @@ class Services:
     def open(cls, config: ServerConfig) -> Services:
         db = Database(config.state)
         return cls(config, db, JobStore(db), ItemStore(db), Users(db))
+
+    def job_request(self, item: Item) -> RunRequest | None:
+        """The request of the job that made a result item (its model, its label field), while the job is recorded."""
+        if not item.job_id:
+            return None
+        try:
+            return RunRequest.from_json(self.jobs.get(item.job_id).request)
+        except (NotFound, GeoclassifyError, ValueError, TypeError):
+            return None
 
     def submit(self, user: User, task: str, params: Mapping[str, Any], default_name: bool) -> Job:
         """Check and resolve a job's inputs and store it: what both APIs do on submission (blocking: call it in

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from geoclassify import GeoclassifyError, RunRequest, inspect_model
+from geoclassify import GeoclassifyError, inspect_model
 from geoclassify.server.errors import NotFound
 from geoclassify.server.items import Item
 from geoclassify.server.services import Services
@@ -16,7 +16,7 @@ from geoclassify.server.services import Services
 
 def result_details(store: Services, item: Item) -> dict[str, Any]:
     """The result's label and score fields, model name and classes (empty when the model is gone)."""
-    request = _request(store, item)
+    request = store.job_request(item)
     prefix = request.field_prefix if request else ""
     details: dict[str, Any] = {
         "labelField": request.class_label_field if request else "ClassLabel",
@@ -33,14 +33,6 @@ def result_details(store: Services, item: Item) -> dict[str, Any]:
     details["classes"] = list(_classes(request.model, *_stamp(request.model), with_code))
     return details
 
-
-def _request(store: Services, item: Item) -> RunRequest | None:
-    if not item.job_id:
-        return None
-    try:
-        return RunRequest.from_json(store.jobs.get(item.job_id).request)
-    except (NotFound, GeoclassifyError, ValueError, TypeError):
-        return None
 
 
 def _model_name(store: Services, model: str) -> str:
