@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from rasterio.enums import Resampling
 from . import settings
 from .dry_run import DryRunReport, dry_run_report
 from .environment import Extent, check_cell_size, parse_crs, parse_processing_mode, parse_resampling
-from .errors import ExtentWarning, GeoclassifyWarning, OutputError, SettingError
+from .errors import ExtentWarning, OutputError, SettingError
 from .fields import ResultFields, check_fields, describe
 from .hooks import RunHooks, using, warn
 from .io.feature_batches import FeatureBatches
@@ -116,12 +115,12 @@ def run(request: RunRequest, context: RunContext | None = None) -> Summary | pd.
     gave so far in it rather than shown."""
     context = context or RunContext()
     if request.dry_run:
-        with warnings.catch_warnings(record=True) as seen, using(context.hooks), settings.reading():
-            warnings.simplefilter("always", GeoclassifyWarning)
+        seen: list[Warning] = []  # the run's warnings go into the report, through its own hook
+        hooks = dataclasses.replace(context.hooks, warning=seen.append)
+        with using(hooks), settings.reading():
             result = classify(request, context)
         assert result.report is not None
-        given = tuple(dict.fromkeys(str(w.message) for w in seen if issubclass(w.category, GeoclassifyWarning)))
-        return result.report.but(warnings=given)
+        return result.report.but(warnings=tuple(dict.fromkeys(str(w) for w in seen)))
     with using(context.hooks), settings.reading():
         result = classify(request, context)
         return result.write() if request.output is not None else result.frame()

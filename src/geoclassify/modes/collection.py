@@ -7,7 +7,6 @@ that covers it, one output row each, tagged with ``ItemID``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +21,7 @@ from ..core.plan import PlanBuilder
 from ..core.predictions import Predictions
 from ..environment import DEFAULT_RESAMPLING
 from ..errors import CRSMismatchError, GeoclassifyError, GeoclassifyWarning
-from ..hooks import tracking
+from ..hooks import tracking, warn
 from ..io.feature_batches import FeatureBatches
 from ..io.images import ImageRef
 from ..io.journal import Journal
@@ -123,7 +122,7 @@ def classify_items(
         try:
             source = open_image(ref, cell_size, resampling)
         except GeoclassifyError as exc:
-            warnings.warn(f"image {ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
+            warn(GeoclassifyWarning(f"image {ref.image_id!r} skipped: {exc}"))
             continue
         with source:
             rows, cols = source.shape
@@ -142,7 +141,7 @@ def classify_items(
             try:
                 moved, lost, placed = reproject(batch, item.crs, item.label, features_label)  # type: ignore[arg-type]
             except CRSMismatchError as exc:
-                warnings.warn(f"image {item.ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
+                warn(GeoclassifyWarning(f"image {item.ref.image_id!r} skipped: {exc}"))
                 item.skipped = True
                 continue
             item.lost, item.placed = item.lost + lost, item.placed + placed
@@ -161,7 +160,7 @@ def classify_items(
                 try:
                     check_lost(item.lost, item.placed, batches.crs, item.crs, item.label, features_label)  # type: ignore[arg-type]
                 except CRSMismatchError as exc:
-                    warnings.warn(f"image {item.ref.image_id!r} skipped: {exc}", GeoclassifyWarning, stacklevel=2)
+                    warn(GeoclassifyWarning(f"image {item.ref.image_id!r} skipped: {exc}"))
                     continue
                 hits = np.concatenate(item.hits)
                 opener = partial(open_image, item.ref, cell_size, resampling)

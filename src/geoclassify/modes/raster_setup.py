@@ -6,13 +6,12 @@ up front rather than a failure in the middle of a run.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from affine import Affine
 
 from ..core.chips import pixel_geometries
 from ..errors import CellSizeWarning, ModelMismatchError
+from ..hooks import warn
 from ..io.mosaics import GridSource
 from ..io.rasters import RasterSource
 from ..model.runtime import Model
@@ -36,12 +35,12 @@ def warn_outside_cell_range(model: Model, raster: RasterSource | GridSource) -> 
             else (x > bound.x * 1.001 or y > bound.y * 1.001)
         )
         if outside:
-            warnings.warn(
-                f"raster {raster.label!r} has {x:g} x {y:g} cells, {too} than the model was trained on "
-                f"({'MinCellSize' if too == 'finer' else 'MaxCellSize'} {bound.x:g} x {bound.y:g}); objects will "
-                "look smaller or larger to the model than in training",
-                CellSizeWarning,
-                stacklevel=3,
+            warn(
+                CellSizeWarning(
+                    f"raster {raster.label!r} has {x:g} x {y:g} cells, {too} than the model was trained on "
+                    f"({'MinCellSize' if too == 'finer' else 'MaxCellSize'} {bound.x:g} x {bound.y:g}); objects will "
+                    "look smaller or larger to the model than in training"
+                )
             )
 
 

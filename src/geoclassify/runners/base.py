@@ -8,7 +8,6 @@ Which runner does the work is chosen once per run, from its :class:`~geoclassify
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,6 +20,7 @@ from ..core.plan import ChipPlan
 from ..core.predictions import BatchResult, Predictions
 from ..core.tiles import tile_groups
 from ..errors import BlackenIgnoredWarning, InferenceError
+from ..hooks import warn
 from ..io.journal import Journal
 from ..model.runtime import Model
 from .work import Opener, Raster, Work, WorkerSetup, chip_spec
@@ -138,11 +138,11 @@ def classify_plan(
         return Predictions(class_index, confidence, coverage, plan.empty, plan.outside)
     spec = chip_spec(model)
     if spec.blacken and plan.not_polygonal:
-        warnings.warn(
-            f"BlackenAroundFeature has no meaning for points and lines; {plan.not_polygonal} "
-            "feature(s) are classified with their surroundings kept",
-            BlackenIgnoredWarning,
-            stacklevel=3,
+        warn(
+            BlackenIgnoredWarning(
+                f"BlackenAroundFeature has no meaning for points and lines; {plan.not_polygonal} "
+                "feature(s) are classified with their surroundings kept"
+            )
         )
 
     def record(result: BatchResult) -> None:
