@@ -13,14 +13,13 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-import shapely
 
 from geoclassify import classify_objects
 from geoclassify.errors import OutputError, SettingError
 from geoclassify.io.journal import journal_folder
 from geoclassify.runners import parse_parallel_factor
 
-from tests.support import classify_argv, flat_package, run_classify, run_cli, write_raster
+from tests.support import classify_argv, flat_package, random_houses, run_classify, run_cli, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -29,15 +28,7 @@ X, Y = 500000.0, 4650000.0
 def town(tmp_path_factory):
     """2,000 houses over a 1,200 x 1,200 raster, some at the edges."""
     folder = tmp_path_factory.mktemp("town")
-    rng = np.random.default_rng(5)
-    raster = write_raster(folder / "town.tif", rng.integers(0, 255, (3, 1200, 1200), dtype=np.uint8))
-    xs, ys = rng.uniform(-5, 605, 2000), rng.uniform(-5, 605, 2000)
-    houses = gpd.GeoDataFrame(
-        {"id": np.arange(2000)},
-        geometry=[shapely.box(X + x, Y - y - 4, X + x + 4, Y - y) for x, y in zip(xs, ys, strict=True)],
-        crs="EPSG:32633",
-    )
-    houses.to_file(folder / "houses.gpkg")
+    raster, _ = random_houses(folder, seed=5, pixels=1200, count=2000, low=-5, high=605, name="town.tif")
     package, _, _ = flat_package(folder, BlackenAroundFeature=1)
     return folder, raster, folder / "houses.gpkg", package
 

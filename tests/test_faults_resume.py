@@ -15,13 +15,12 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import shapely
 
 from geoclassify import classify_objects
 from geoclassify.errors import GeoclassifyError, OutputError
 from geoclassify.io.journal import Journal, journal_folder
 
-from tests.support import flat_package, run_classify, write_raster
+from tests.support import flat_package, random_houses, run_classify, write_raster
 
 X, Y = 500000.0, 4650000.0
 
@@ -30,15 +29,7 @@ X, Y = 500000.0, 4650000.0
 def scene(tmp_path_factory):
     """400 houses on a 300 x 300 raster, and what the model says about each (the uninterrupted answer)."""
     folder = tmp_path_factory.mktemp("resume")
-    rng = np.random.default_rng(12)
-    raster = write_raster(folder / "scene.tif", rng.integers(0, 255, (3, 300, 300), dtype=np.uint8))
-    xs, ys = rng.uniform(2, 140, 400), rng.uniform(2, 140, 400)
-    houses = gpd.GeoDataFrame(
-        {"id": np.arange(400)},
-        geometry=[shapely.box(X + x, Y - y - 4, X + x + 4, Y - y) for x, y in zip(xs, ys, strict=True)],
-        crs="EPSG:32633",
-    )
-    houses.to_file(folder / "houses.gpkg")
+    raster, _ = random_houses(folder, seed=12, pixels=300, count=400, low=2, high=140)
     package, _, _ = flat_package(folder)
     reference = classify_objects(str(raster), str(package), str(folder / "houses.gpkg"))
     return folder, reference

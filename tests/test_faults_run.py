@@ -21,7 +21,7 @@ from geoclassify.core.chips import ChipSpec, plan_windows
 from geoclassify.io.journal import journal_folder
 from geoclassify.modes.raster_setup import to_pixel_space
 
-from tests.support import SHARED_DATA, classify_argv, flat_package, run_classify, run_cli, write_raster
+from tests.support import SHARED_DATA, classify_argv, flat_package, random_houses, run_classify, run_cli
 
 X, Y = 500000.0, 4650000.0
 
@@ -30,15 +30,7 @@ X, Y = 500000.0, 4650000.0
 def scene(tmp_path_factory):
     """600 houses on a 400 x 400 raster."""
     folder = tmp_path_factory.mktemp("faults")
-    rng = np.random.default_rng(11)
-    raster = write_raster(folder / "scene.tif", rng.integers(0, 255, (3, 400, 400), dtype=np.uint8))
-    xs, ys = rng.uniform(2, 190, 600), rng.uniform(2, 190, 600)
-    houses = gpd.GeoDataFrame(
-        {"id": np.arange(600)},
-        geometry=[shapely.box(X + x, Y - y - 4, X + x + 4, Y - y) for x, y in zip(xs, ys, strict=True)],
-        crs="EPSG:32633",
-    )
-    houses.to_file(folder / "houses.gpkg")
+    raster, _ = random_houses(folder, seed=11, pixels=400, count=600, low=2, high=190)
     package, _, _ = flat_package(folder, BlackenAroundFeature=1)
     return folder, raster, folder / "houses.gpkg", package
 

@@ -136,6 +136,24 @@ def leftovers(folder: Path, name: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(name) or p.name.startswith("." + name))
 
 
+def random_houses(
+    folder: Path, seed: int, pixels: int, count: int, low: float, high: float, name: str = "scene.tif"
+) -> tuple[Path, Path]:
+    """``count`` 4 m houses at random offsets in [low, high) metres from the corner of a ``pixels``-square random
+    3-band raster of 0.5 m pixels: (raster, houses.gpkg with an ``id`` field)."""
+    x0, y0 = 500000.0, 4650000.0
+    rng = np.random.default_rng(seed)
+    raster = write_raster(folder / name, rng.integers(0, 255, (3, pixels, pixels), dtype=np.uint8))
+    xs, ys = rng.uniform(low, high, count), rng.uniform(low, high, count)
+    houses = gpd.GeoDataFrame(
+        {"id": np.arange(count)},
+        geometry=[shapely.box(x0 + x, y0 - y - 4, x0 + x + 4, y0 - y) for x, y in zip(xs, ys, strict=True)],
+        crs="EPSG:32633",
+    )
+    houses.to_file(folder / "houses.gpkg")
+    return raster, folder / "houses.gpkg"
+
+
 MARKED = 17  # the feature whose chip carries the marker pixel
 
 
