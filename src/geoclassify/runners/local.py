@@ -1,32 +1,42 @@
 """The in-process runner: every chip cut and classified here, the fastest way on one machine.
 
 Features come grouped by the raster tile their chip falls in, tiles along a Z-order curve (see
-:mod:`geoclassify.core.tiles`), and each tile's pixels are read once for all its chips. Chips are collected into
-batches that background threads classify while the next ones are cut: ONNX Runtime releases the GIL, so
-cutting (numpy and GDAL) and inference overlap. On the CPU there is one inference thread per core, each running its
-batch on one ONNX Runtime thread (see ``Model.concurrency``): for small models two batches side by side beat one
-batch on two threads by half.
+:mod:`geoclassify.core.tiles`), and each tile's pixels are read once for all its chips. Tiles go to a few worker
+threads, each of which reads, cuts and classifies its tile itself: GDAL's reads, numpy's copies, shapely and ONNX
+Runtime all release the GIL, so the threads share the cores. A single thread that cuts for the others was the
+bottleneck on dense layers of a small model: it kept one core busy while the model waited on the other.
+
+On the CPU the model runs one batch per core side by side, each on one ONNX Runtime thread (see
+``Model.concurrency``): for small models two batches side by side beat one batch on two threads by half. A model
+that runs one batch at a time (TorchScript, Python inference functions, a GPU) is called under a lock, and the
+other thread cuts the next tile meanwhile. Reads go through one lock too: the open raster is one GDAL handle (its
+block cache is shared between neighbouring tiles), and a handle must not be used by two threads at once.
+
+The results go back to the calling thread, which records them: recording, progress and cancellation stay on the
+thread that started the run.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import nullcontext
 
 import numpy as np
 
 from ..core.chips import ChipStack
 from ..core.predictions import BatchResult
 from ..errors import InferenceError
-from ..model.runtime import Model
 from .base import PlanJob, Record, RetryPolicy
 from .cutting import cut_region, read_region
 from .work import classify_stack
 
-#: Batches handed to the inference threads but not yet finished, beyond one per thread; bounds memory while cutting
-#: runs ahead.
-IN_FLIGHT = 2
+#: Threads that cut and classify tiles when the model runs one batch at a time: one cuts while the other waits on
+#: the model.
+MIN_THREADS = 2
+#: How often (seconds) the calling thread wakes while it waits for results, so Ctrl-C and cancellation are heard.
+POLL = 0.1
 
 
 class LocalRunner:
@@ -42,93 +52,129 @@ class LocalRunner:
         return None
 
     def run(self, job: PlanJob, record: Record) -> None:
-        with _ChipBatches(job.model, job.band_indexes, RetryPolicy(self.retries), record) as batches:
-            for group in job.groups:
-                region = read_region(job.raster, job.windows[group])
-                for positions, stack in cut_region(region, job.windows[group], job.spec, job.polygons(group)):
-                    batches.add(job.targets[group[positions]], stack)
+        _TileThreads(job, self.retries).run(record)
 
 
-class _ChipBatches:
-    """Collects chips into batches of the model's size and classifies them on background threads (one per batch
-    the model runs side by side) while the next ones are cut.
+class _TileThreads:
+    """Worker threads that take tiles in Z-order, each reading, cutting and classifying its own."""
 
-    Results are keyed by feature, so the order batches finish in does not matter.
+    def __init__(self, job: PlanJob, retries: int) -> None:
+        self.job = job
+        self.retries = retries
+        side_by_side = job.model.concurrency
+        self.count = max(MIN_THREADS, side_by_side)
+        #: Serialises model calls for a model that runs one batch at a time.
+        self._model_lock = threading.Lock() if side_by_side <= 1 else nullcontext()
+        self._read_lock = threading.Lock()
+        self._take_lock = threading.Lock()
+        self._groups = iter(job.groups)
+        self._results: queue.SimpleQueue[BatchResult | BaseException | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+
+    def run(self, record: Record) -> None:
+        threads = [
+            threading.Thread(target=self._work, name=f"geoclassify-tiles-{i}", daemon=True) for i in range(self.count)
+        ]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        try:
+            while running:
+                try:
+                    item = self._results.get(timeout=POLL)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    record(item)
+        finally:
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+
+    def _next_group(self) -> np.ndarray | None:
+        with self._take_lock:
+            return next(self._groups, None)
+
+    def _work(self) -> None:
+        """One thread's loop; whatever it raises goes to the calling thread, which stops the others."""
+        try:
+            batches = _Batches(self.job.model.batch_size)
+            retry = RetryPolicy(self.retries)
+            while not self._stop.is_set() and (group := self._next_group()) is not None:
+                for targets, stack in self._cut(group, batches):
+                    self._classify(targets, stack, retry)
+            for targets, stack in batches.flush():
+                self._classify(targets, stack, retry)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            self._results.put(exc)
+        finally:
+            self._results.put(None)
+
+    def _cut(self, group: np.ndarray, batches: _Batches) -> Iterator[tuple[np.ndarray, ChipStack]]:
+        job = self.job
+        windows = job.windows[group]
+        with self._read_lock:
+            region = read_region(job.raster, windows)
+        for positions, stack in cut_region(region, windows, job.spec, job.polygons(group)):
+            yield from batches.add(job.targets[group[positions]], stack)
+
+    def _classify(self, targets: np.ndarray, stack: ChipStack, retry: RetryPolicy) -> None:
+        owned = self.retries == 0  # a batch that may run again must keep its raw pixels
+        key = int(targets[0])
+        while not self._stop.is_set():
+            try:
+                with self._model_lock:
+                    result = classify_stack(self.job.model, self.job.band_indexes, targets, stack, owned)
+            except InferenceError as exc:
+                retry.again(key, exc)
+                continue
+            retry.done(key)
+            self._results.put(result)
+            return
+
+
+class _Batches:
+    """Collects one thread's chips into batches of the model's size, as slices of each tile's stack.
+
+    A tile's last chips wait for the next tile's only when both together fill at most a batch (sparse layers);
+    otherwise they go as a smaller batch, as joining them to the next tile's would copy every batch that straddles
+    two tiles.
     """
 
-    def __init__(self, model: Model, band_indexes: tuple[int, ...], retry: RetryPolicy, record: Record) -> None:
-        self.model = model
-        self.band_indexes = band_indexes
-        self.retry = retry
-        self.record = record
+    def __init__(self, step: int) -> None:
+        self.step = step
         self._targets: list[np.ndarray] = []
         self._stacks: list[ChipStack] = []
         self._count = 0
-        #: Batches the model runs side by side (one ONNX Runtime thread each), each on an inference thread of its own.
-        self.workers = model.concurrency
-        self._keys = itertools.count()
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="geoclassify-inference")
-        self._pending: deque[tuple[Future[BatchResult], int, np.ndarray, ChipStack]] = deque()
 
-    def __enter__(self) -> _ChipBatches:
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        try:
-            if exc_type is None:
-                self._flush()
-                while self._pending:
-                    self._collect()
-        finally:
-            for future, *_ in self._pending:
-                future.cancel()
-            self._pool.shutdown(wait=True)
-
-    def add(self, targets: np.ndarray, stack: ChipStack) -> None:
-        """Submit whole batches as they fill, as slices of ``stack``. A tile's last chips wait for the next tile's
-        only when both together fill at most a batch (sparse layers); otherwise they go as a smaller batch, as
-        joining them to the next tile's would copy every batch that straddles two tiles."""
+    def add(self, targets: np.ndarray, stack: ChipStack) -> Iterator[tuple[np.ndarray, ChipStack]]:
+        """The batches that are full once ``stack`` is added."""
         targets = np.asarray(targets, dtype=np.int64)
-        step = self.model.batch_size
+        step = self.step
         if self._count and self._count + len(targets) > step:
-            self._flush()
+            yield from self.flush()
         if self._count:
             self._targets.append(targets)
             self._stacks.append(stack)
             self._count += len(targets)
             if self._count == step:
-                self._flush()
+                yield from self.flush()
             return
         whole = len(targets) // step * step
         for at in range(0, whole, step):
-            self._submit((next(self._keys), targets[at : at + step], stack.take(slice(at, at + step))))
+            yield targets[at : at + step], stack.take(slice(at, at + step))
         if whole < len(targets):
             self._targets, self._stacks = [targets[whole:]], [stack.take(slice(whole, None))]
             self._count = len(targets) - whole
 
-    def _flush(self) -> None:
-        """Submit the chips carried as one batch."""
+    def flush(self) -> Iterator[tuple[np.ndarray, ChipStack]]:
+        """The chips carried, as one batch."""
         if not self._count:
             return
-        batch = (next(self._keys), np.concatenate(self._targets), ChipStack.concatenate(self._stacks))
+        targets, stack = np.concatenate(self._targets), ChipStack.concatenate(self._stacks)
         self._targets, self._stacks, self._count = [], [], 0
-        self._submit(batch)
-
-    def _submit(self, batch: tuple[int, np.ndarray, ChipStack]) -> None:
-        key, targets, stack = batch
-        owned = self.retry.retries == 0  # a batch that may run again must keep its raw pixels
-        future = self._pool.submit(classify_stack, self.model, self.band_indexes, targets, stack, owned)
-        self._pending.append((future, key, targets, stack))
-        while len(self._pending) > IN_FLIGHT + self.workers - 1:
-            self._collect()
-
-    def _collect(self) -> None:
-        future, key, targets, stack = self._pending.popleft()
-        try:
-            result = future.result()
-        except InferenceError as exc:
-            self.retry.again(key, exc)
-            self._submit((key, targets, stack))
-            return
-        self.retry.done(key)
-        self.record(result)
+        yield targets, stack
