@@ -1,5 +1,5 @@
-"""Cutting a tile's chips at once (one gather, one GDAL rasterization for blackening) gives exactly the chips that
-cutting them one at a time with shapely's point-in-polygon test gives: pixels, validity, coverage."""
+"""Cutting a tile's chips at once (one gather, one scanline fill for blackening) gives exactly the chips that
+cutting them one at a time with shapely's point-in-polygon test gives: pixels, their type, validity, coverage."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def _shape(rng: np.random.Generator, cx: float, cy: float) -> shapely.Geometry:
     return shapely.union_all(parts)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_cut_region_equals_one_chip_at_a_time(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "dtype"), [(s, d) for s in range(6) for d in ("float32", "uint8")])
+def test_cut_region_equals_one_chip_at_a_time(seed: int, dtype: str) -> None:
     rng = np.random.default_rng(seed)
     size = 300
-    pixels = rng.uniform(-5, 250, (3, size, size)).astype(np.float32)
+    pixels = rng.uniform(-5 if dtype == "float32" else 0, 250, (3, size, size)).astype(dtype)
     valid = rng.uniform(size=(size, size)) > 0.1
     pixels[:, ~valid] = 0
     region = Region(-40, 17, pixels, valid)
@@ -61,6 +61,8 @@ def test_cut_region_equals_one_chip_at_a_time(seed: int) -> None:
         for k, i in enumerate(positions):
             one = cut_chip(region.reader, windows[i], SPEC, polygons[i])
             np.testing.assert_array_equal(stack.pixels[k], one.pixels, err_msg=f"chip {i}")
+            if (windows[i, 2], windows[i, 3]) == (SPEC.height, SPEC.width):  # not resampled: kept as read
+                assert stack.pixels.dtype == one.pixels.dtype == pixels.dtype
             np.testing.assert_array_equal(stack.valid[k], one.valid)
             assert stack.coverage[k] == one.coverage
             cut += 1

@@ -22,7 +22,7 @@ from rasterio.warp import transform_bounds
 
 from ..environment import DEFAULT_RESAMPLING
 from ..errors import RasterError, SettingError
-from .rasters import RasterSource, read_clamped
+from .rasters import RasterSource, pixel_type, read_clamped
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,8 @@ class GridSource:
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Composite the window from every image that reaches it; the first valid pixel wins."""
-        pixels = np.zeros((len(self.band_indexes), height, width), dtype=np.float32)
+        dtypes = [s.dataset.dtypes[i] for s in self.sources for i in s.band_indexes]
+        pixels = np.zeros((len(self.band_indexes), height, width), dtype=pixel_type(dtypes))
         valid = np.zeros((height, width), dtype=bool)
         for source, (dataset, (d_row, d_col), extent, needs_mask) in zip(self.sources, self._readers, strict=True):
             if (

@@ -23,6 +23,18 @@ from rasterio.windows import Window
 from ..errors import RasterError
 from .images import is_remote
 
+#: Pixel types chips keep as they are read, up to normalisation: a uint8 chip is a quarter of a float32 one to copy,
+#: blacken and hand on, and normalising from it costs no more. Anything else is read as float32, as the model takes.
+NATIVE_TYPES = frozenset({"uint8", "int8", "uint16", "int16", "float32"})
+
+
+def pixel_type(dtypes: Sequence[str]) -> np.dtype:
+    """The type chips of bands of ``dtypes`` are cut in: theirs when all are one of :data:`NATIVE_TYPES`."""
+    if dtypes and all(d in NATIVE_TYPES for d in dtypes):
+        return np.result_type(*dtypes)
+    return np.dtype(np.float32)
+
+
 #: What a failed read usually means, for the user who has to act on it.
 READ_HINT = "the file may be truncated or corrupt, or a file it refers to may be missing"
 
@@ -124,7 +136,8 @@ class RasterSource:
         return self.band_indexes
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (bands, height, width) float32, NoData and outside pixels 0; valid where every band has data."""
+        """Pixels (bands, height, width) of :func:`pixel_type`, NoData and outside pixels 0; valid where every band
+        has data."""
         return read_clamped(
             self.dataset, self.band_indexes, (row_off, col_off, height, width), self.needs_mask, self.label
         )
@@ -148,14 +161,15 @@ def read_clamped(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read ``window`` (row_off, col_off, height, width) of ``dataset``, clamped to it and zero-padded.
 
-    Returns float32 pixels with masked pixels 0, band by band (as Esri zeroes masked pixels), and a mask of the
-    pixels valid in every band. With ``out_shape`` (only for windows inside the dataset) GDAL resamples the window
-    bilinearly while reading, using overviews, so a whole large image never sits in memory at full resolution.
+    Returns pixels of :func:`pixel_type` with masked pixels 0, band by band (as Esri zeroes masked pixels), and a mask
+    of the pixels valid in every band. With ``out_shape`` (only for windows inside the dataset) GDAL resamples the
+    window bilinearly while reading, using overviews, so a whole large image never sits in memory at full resolution.
     """
     row_off, col_off, height, width = window
     if out_shape is not None:
         return _read_resampled(dataset, band_indexes, window, needs_mask, label, out_shape)
-    pixels = np.zeros((len(band_indexes), height, width), dtype=np.float32)
+    dtype = pixel_type([dataset.dtypes[i] for i in band_indexes])
+    pixels = np.zeros((len(band_indexes), height, width), dtype=dtype)
     valid = np.zeros((height, width), dtype=bool)
     r0, c0 = max(row_off, 0), max(col_off, 0)
     r1, c1 = min(row_off + height, dataset.height), min(col_off + width, dataset.width)
@@ -197,13 +211,13 @@ def _read_resampled(
     try:
         data = dataset.read(
             indexes, window=Window(col_off, row_off, width, height), out_shape=shape, resampling=Resampling.bilinear
-        ).astype(np.float32)
+        ).astype(pixel_type([dataset.dtypes[i] for i in band_indexes]), copy=False)
         valid = np.ones(out_shape, dtype=bool)
         if needs_mask:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NodataShadowWarning)
                 masks = dataset.read_masks(indexes, window=Window(col_off, row_off, width, height), out_shape=shape) > 0
-            data = np.where(masks, data, np.float32(0))
+            data = np.where(masks, data, data.dtype.type(0))
             valid = masks.all(axis=0)
     except RasterioIOError as exc:
         raise RasterError(f"raster {label!r}: reading failed ({gdal_cause(exc)}); {READ_HINT}") from None

@@ -59,12 +59,17 @@ class Preprocessor:
         )
 
     def __call__(self, chips: np.ndarray, in_place: bool = False) -> np.ndarray:
-        """Normalise a (batch, bands, height, width) float32 stack; ``in_place`` reuses a stack the caller owns."""
-        out = np.asarray(chips, dtype=np.float32)
-        if out is chips and not in_place:  # asarray already copied anything that was not float32
-            out = out.copy()
+        """Normalise a (batch, bands, height, width) stack to float32; ``in_place`` reuses a float32 stack the
+        caller owns. Other types (chips keep the raster's) are scaled into a new float32 array in the same pass."""
+        chips = np.asarray(chips)
         if self.clip is not None:
+            out = chips.astype(np.float32, copy=not in_place)
             np.clip(out, self.clip[0], self.clip[1], out=out)
-        out *= self.scale
+            out *= self.scale
+        elif chips.dtype == np.float32 and in_place:
+            out = chips
+            out *= self.scale
+        else:
+            out = np.multiply(chips, self.scale, dtype=np.float32)
         out += self.offset
         return out

@@ -64,6 +64,8 @@ class Model:
     def __post_init__(self) -> None:
         if self.definition is None:
             self.definition = self.package.definition
+        # Asked once: isinstance against a Protocol walks its attributes, tens of microseconds a batch.
+        self._by_chip = isinstance(self.backend, ChipBackend)
 
     @property
     def batch_size(self) -> int:
@@ -72,7 +74,7 @@ class Model:
     @property
     def multi_label(self) -> bool:
         """A multi-label model answers with every class's probability; labels are those reaching score_threshold."""
-        return self.definition.multi_label and not isinstance(self.backend, ChipBackend)
+        return self.definition.multi_label and not self._by_chip
 
     @property
     def score_shape(self) -> tuple[int, ...]:
@@ -83,7 +85,7 @@ class Model:
     def keeps_probabilities(self) -> bool:
         """Whether ``classify`` answers with every class's probability for a single-label model (a Python
         inference function gives only its label and confidence)."""
-        return self.all_scores and not isinstance(self.backend, ChipBackend)
+        return self.all_scores and not self._by_chip
 
     @property
     def band_count(self) -> int | None:
@@ -106,7 +108,7 @@ class Model:
 
     def prepare(self, band_indexes: tuple[int, ...]) -> None:
         """Check, before any pixel is read, that chips of these raster bands can be fed to the model."""
-        if not isinstance(self.backend, ChipBackend) and band_indexes not in self._preprocessors:
+        if not self._by_chip and band_indexes not in self._preprocessors:
             own = getattr(self.backend, "preprocessor", None)  # a dialect with its own chip preparation (Keras)
             self._preprocessors[band_indexes] = (
                 own(self.definition, band_indexes, self.arguments)
@@ -130,8 +132,10 @@ class Model:
 
             write_chips(self.chip_folder, chips, ids)
         try:
-            if isinstance(self.backend, ChipBackend):
-                return self.backend.classify_chips(chips, valid, self.batch_size)
+            if self._by_chip:
+                # Inference functions were written for ArcGIS, which hands them float32 pixels.
+                chips = chips.astype(np.float32, copy=False)
+                return self.backend.classify_chips(chips, valid, self.batch_size)  # type: ignore[union-attr]
             self.prepare(band_indexes)
             probs = self.predict(self._preprocessors[band_indexes](chips, in_place=owned))
             keep = self.multi_label or self.keeps_probabilities

@@ -109,7 +109,7 @@ class _TileThreads:
                     self._classify(targets, stack, retry)
             for targets, stack in batches.flush():
                 self._classify(targets, stack, retry)
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+        except BaseException as exc:
             self._results.put(exc)
         finally:
             self._results.put(None)
