@@ -19,10 +19,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pyogrio
+import shapely
 from pyogrio.raw import write_arrow
 
 from ..errors import OutputError
@@ -191,6 +193,13 @@ def _with_geo_metadata(schema: pa.Schema, frame: gpd.GeoDataFrame) -> pa.Schema:
     return schema.with_metadata({**(schema.metadata or {}), b"geo": json.dumps(geo)})
 
 
+def _mixed(frame: gpd.GeoDataFrame) -> bool:
+    """Whether the features have more than one geometry type (asked of shapely: pandas' ``geom_type`` makes a
+    string per feature)."""
+    kinds = shapely.get_type_id(np.asarray(frame.geometry.values))
+    return len(np.unique(kinds[kinds >= 0])) > 1
+
+
 def _write(
     frame: pd.DataFrame,
     temp: Path,
@@ -220,11 +229,7 @@ def _write(
             options["layer"] = layer
         if geometry_type is not None and isinstance(frame, gpd.GeoDataFrame):
             options["geometry_type"] = geometry_type
-        elif (
-            isinstance(frame, gpd.GeoDataFrame)
-            and len(set(frame.geom_type.dropna())) > 1
-            and driver in ("GPKG", "FlatGeobuf")
-        ):
+        elif isinstance(frame, gpd.GeoDataFrame) and driver in ("GPKG", "FlatGeobuf") and _mixed(frame):
             options["geometry_type"] = "Unknown"
         with relayed(label, SHAPEFILE_COVERED if driver == "ESRI Shapefile" else ()):
             pyogrio.write_dataframe(frame, temp, driver=driver, **options)

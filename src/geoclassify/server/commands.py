@@ -6,21 +6,33 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from geoclassify.errors import MissingExtraError
 
-from .config import ServerConfig, default_state
-from .db import Database
-from .errors import Conflict
-from .users import Users
+if TYPE_CHECKING:
+    from .users import Users
 
 STATE_HELP = "Folder of the job store, the content and the results (default: under the user's data directory)."
 
 
+# The server's own modules are imported by the commands that use them: every other command (a classify run) starts
+# without them.
+
+
 def _state(value: str | None) -> Path:
+    from .config import default_state
+
     return Path(value).expanduser().resolve() if value else default_state()
+
+
+def _users(state: str | None) -> Users:
+    from .db import Database
+    from .users import Users
+
+    return Users(Database(_state(state)))
 
 
 @click.command()
@@ -59,6 +71,8 @@ def serve(
         import uvicorn
 
         from .app import create_app
+        from .config import ServerConfig
+        from .errors import Conflict
     except ImportError as exc:
         raise MissingExtraError(
             f"geoclassify serve needs the serve extra ({exc.name} is missing): pip install 'geoclassify[serve]'"
@@ -98,7 +112,7 @@ def users() -> None:
 @click.option("--state", metavar="DIR", help=STATE_HELP)
 def add_user(name: str, admin: bool, state: str | None) -> None:
     """Add user NAME and print its API token (shown once; only its hash is kept)."""
-    token = Users(Database(_state(state))).add(name, admin)
+    token = _users(state).add(name, admin)
     click.echo(token)
 
 
@@ -106,7 +120,7 @@ def add_user(name: str, admin: bool, state: str | None) -> None:
 @click.option("--state", metavar="DIR", help=STATE_HELP)
 def list_users(state: str | None) -> None:
     """List the users."""
-    for user in Users(Database(_state(state))).all():
+    for user in _users(state).all():
         click.echo(f"{user.name}{' (admin)' if user.admin else ''}")
 
 
@@ -115,5 +129,5 @@ def list_users(state: str | None) -> None:
 @click.option("--state", metavar="DIR", help=STATE_HELP)
 def remove_user(name: str, state: str | None) -> None:
     """Remove user NAME: its token stops working (its items and jobs stay, for an admin)."""
-    Users(Database(_state(state))).remove(name)
+    _users(state).remove(name)
     click.echo(f"removed {name}")
