@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import shapely
 
-from geoclassify.core.chips import ChipSpec, cut_chip
+from geoclassify.core.chips import ChipSpec, centres_inside, centres_inside_many, cut_chip
 from geoclassify.runners.cutting import Region, cut_region
 
 SPEC = ChipSpec(32, 32, fixed=True, blacken=True)
@@ -98,3 +98,18 @@ def test_polygons_through_pixel_centres_are_outside_on_their_boundary() -> None:
         one = cut_chip(region.reader, windows[i], SPEC, polygons[i])
         np.testing.assert_array_equal(stack.pixels[k], one.pixels)
         assert 0 < stack.pixels[k].sum() < SPEC.height * SPEC.width
+
+
+@pytest.mark.parametrize("size", [24, 160])  # the span table's width and past it
+def test_the_span_fill_equals_shapely_for_narrow_and_wide_chips(size: int) -> None:
+    rng = np.random.default_rng(size)
+    count = 60
+    centres = rng.uniform(size * 0.3, size * 0.7, (count, 2))
+    polygons = np.array([_shape(rng, cx, cy) for cx, cy in centres], dtype=object)
+    polygons = polygons[shapely.is_valid(polygons)]
+    offsets = rng.integers(-3, 3, (len(polygons), 2)).astype(np.float64)
+    inside = centres_inside_many(polygons, offsets[:, 0], offsets[:, 1], size, size)
+    for k, polygon in enumerate(polygons):
+        one = centres_inside(polygon, offsets[k, 0], offsets[k, 1], 1.0, 1.0, size, size)
+        np.testing.assert_array_equal(inside[k], one, err_msg=f"polygon {k}")
+        assert one.any()

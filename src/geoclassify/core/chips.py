@@ -247,10 +247,22 @@ def cut_fixed(pixels: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.
     return ChipStack(np.ascontiguousarray(chips), masks, counts / (spec.height * spec.width))
 
 
+#: Widest chip whose span masks are looked up in a table (129 x 129 x 128 bytes, 2 MiB); wider ones compare.
+SPAN_TABLE_WIDTH = 128
+
+
+def _spans(left: np.ndarray, right: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) bool: columns ``left[i]`` to ``right[i] - 1`` set in row i."""
+    if width <= SPAN_TABLE_WIDTH:
+        return _span_table(width)[left, right]
+    j = np.arange(width)
+    return (j >= left[:, None]) & (j < right[:, None])
+
+
 @functools.cache
-def _span_masks(width: int) -> np.ndarray:
-    """(width + 1, width + 1, width) bool: row ``[a, b]`` holds the mask of columns a to b - 1, so a row's span is
-    one lookup instead of two comparisons over the row."""
+def _span_table(width: int) -> np.ndarray:
+    """(width + 1, width + 1, width) bool: entry ``[a, b]`` is the row mask of columns a to b - 1, so a row's span
+    is one lookup instead of two comparisons over the row (which cost most of the fill for small chips)."""
     j = np.arange(width)
     edges = np.arange(width + 1)
     return (j >= edges[:, None, None]) & (j < edges[None, :, None])
@@ -297,14 +309,13 @@ def centres_inside_many(
     flat = np.sort((chip[edge] * height + row) * (width + 1) + column)
     line = flat[0::2] // (width + 1)
     left, right = flat[0::2] % (width + 1), flat[1::2] % (width + 1)
-    table = _span_masks(width)
     inside = np.zeros((n * height, width), dtype=bool)
     leading = np.ones(len(line), dtype=bool)  # a row's first span; a concave ring or a hole gives it more
     leading[1:] = line[1:] != line[:-1]
-    inside[line[leading]] = table[left[leading], right[leading]]
+    inside[line[leading]] = _spans(left[leading], right[leading], width)
     if not leading.all():
         more = ~leading
-        np.logical_or.at(inside, line[more], table[left[more], right[more]])
+        np.logical_or.at(inside, line[more], _spans(left[more], right[more], width))
     inside = inside.reshape(n, height, width)
     # A centre exactly on the boundary is outside for shapely, but the fill's side depends on the edge: such chips
     # (polygons drawn through pixel centres) are tested the slow way.
