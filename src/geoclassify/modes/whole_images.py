@@ -33,7 +33,7 @@ from ..runners.images import (
     IMAGES_PER_WORK,
     ImageBatch,
     ImageSetup,
-    classify_image_batch,
+    classify_works_here,
     footprint,
     image_works,
     open_image,
@@ -125,8 +125,7 @@ def classify_whole_images(
 
     works = image_works(todo, refs, model.batch_size)
     if runner is None:
-        for work in works:
-            record(classify_image_batch(model, work, spec, cell_size, resampling))
+        classify_works_here(model, works, spec, cell_size, resampling, record)
     else:
         setup = ImageSetup(model.recipe(), spec, cell_size, resampling)
         count = -(-len(todo) // max(model.batch_size, IMAGES_PER_WORK))

@@ -10,7 +10,10 @@ small. The whole-image resize is bilinear whatever the Resampling Method says (s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextvars
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +119,38 @@ class ImageState:
 
     def run(self, work: ImageWork) -> ImageBatch:
         return classify_image_batch(self.model, work, self.spec, self.cell_size, self.resampling)
+
+
+def classify_works_here(
+    model: Model,
+    works: Iterable[ImageWork],
+    spec: ChipSpec,
+    cell_size: float | None,
+    resampling: Resampling,
+    record: Callable[[ImageBatch], None],
+) -> None:
+    """Classify work items in this process, in order. A model that runs batches side by side gets as many threads,
+    each opening and reading its own work's images while another's are classified (reading a photo costs about
+    as much as classifying it: serially, the cores took turns); a model that runs one batch at a time gets one."""
+    if model.concurrency <= 1:
+        for work in works:
+            record(classify_image_batch(model, work, spec, cell_size, resampling))
+        return
+    threads = model.concurrency
+    pending: deque[Future[ImageBatch]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="geoclassify-images") as pool:
+        try:
+            for work in works:
+                # Each in a copy of the caller's context: the run's settings and hooks hold in the thread too.
+                task = contextvars.copy_context().run
+                pending.append(pool.submit(task, classify_image_batch, model, work, spec, cell_size, resampling))
+                while len(pending) > 2 * threads:
+                    record(pending.popleft().result())
+            while pending:
+                record(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def image_works(targets: np.ndarray, refs: Sequence[ImageRef], batch_size: int) -> Iterator[ImageWork]:

@@ -18,6 +18,7 @@ thread that started the run.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -72,8 +73,12 @@ class _TileThreads:
         self._stop = threading.Event()
 
     def run(self, record: Record) -> None:
+        # Each thread runs in a copy of the caller's context: the run's settings and hooks (warnings) hold there too.
         threads = [
-            threading.Thread(target=self._work, name=f"geoclassify-tiles-{i}", daemon=True) for i in range(self.count)
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(self._work,), name=f"geoclassify-tiles-{i}", daemon=True
+            )
+            for i in range(self.count)
         ]
         for thread in threads:
             thread.start()
