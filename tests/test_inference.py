@@ -60,6 +60,21 @@ def test_data_range_clips_before_normalising():
     np.testing.assert_allclose(got, imagenet(np.clip(chips, 10, 200)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("data_range", [None, [10, 200]])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])
+def test_chips_in_the_rasters_own_type_normalise_as_float32_ones(dtype, data_range):
+    """Chips keep the raster's type up to normalisation, which must give what the same values as float32 give, and
+    leave the caller's chips as they were."""
+    extra = {"DataRange": data_range} if data_range else {}
+    preprocess = Preprocessor.for_model(parse_emd(emd_for(**extra)), [0, 1, 2])
+    chips = np.random.default_rng(2).integers(0, 256, size=(3, 3, 5, 5)).astype(dtype)
+    kept = chips.copy()
+    got = preprocess(chips, in_place=True)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(chips, kept)
+    np.testing.assert_allclose(got, preprocess(chips.astype(np.float32)), rtol=1e-6, atol=1e-6)
+
+
 def test_imagenet_needs_three_bands():
     with pytest.raises(Exception, match="Add NormalizationStats"):
         Preprocessor.for_model(parse_emd(emd_for(ExtractBands=[0])), [0])
