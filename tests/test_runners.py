@@ -4,6 +4,7 @@ package's layers import each other in one direction only."""
 from __future__ import annotations
 
 import ast
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from geoclassify.runners import (
     RetryPolicy,
     chip_spec,
     classify_plan,
+    local,
     runner_for,
 )
 from geoclassify.runners.work import open_worker_state, run_work
@@ -97,6 +99,26 @@ def test_every_runner_gives_the_same_predictions(scene):
         np.testing.assert_allclose(got.confidence, want.confidence, rtol=1e-6)
         np.testing.assert_array_equal(got.coverage, want.coverage)
     assert inline.batches == -(-advanced // 8)
+
+
+def test_many_threads_each_open_the_raster_and_give_the_same_predictions(scene, monkeypatch):
+    """Past two threads (a machine of many cores) each thread reads through a raster handle of its own."""
+    want, advanced = classify_with(LocalRunner(), scene)
+    opened: list[str] = []
+
+    class Counted(RasterSource):
+        def __init__(self, *args, **kwargs):
+            opened.append(threading.current_thread().name)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(local, "MIN_THREADS", 5)
+    monkeypatch.setattr("tests.test_runners.RasterSource", Counted)
+    got, advanced_here = classify_with(LocalRunner(), scene)
+    assert advanced_here == advanced
+    assert sum(name.startswith("geoclassify-tiles") for name in opened) == 5
+    np.testing.assert_array_equal(got.class_index, want.class_index)
+    np.testing.assert_allclose(got.confidence, want.confidence, rtol=1e-6)
+    np.testing.assert_array_equal(got.coverage, want.coverage)
 
 
 def test_a_plan_job_yields_each_feature_once_in_tile_order(scene):

@@ -9,8 +9,10 @@ bottleneck on dense layers of a small model: it kept one core busy while the mod
 On the CPU the model runs one batch per core side by side, each on one ONNX Runtime thread (see
 ``Model.concurrency``): for small models two batches side by side beat one batch on two threads by half. A model
 that runs one batch at a time (TorchScript, Python inference functions, a GPU) is called under a lock, and the
-other thread cuts the next tile meanwhile. Reads go through one lock too: the open raster is one GDAL handle (its
-block cache is shared between neighbouring tiles), and a handle must not be used by two threads at once.
+other thread cuts the next tile meanwhile. With two threads, reads go through one lock: the open raster is one
+GDAL handle, whose block cache neighbouring tiles share (the blocks on a tile's edge are decoded once), and a handle
+must not be used by two threads at once. With more (a machine of many cores), one lock would make reading the
+bottleneck, so each thread opens the raster itself, as a worker process does.
 
 The results go back to the calling thread, which records them: recording, progress and cancellation stay on the
 thread that started the run.
@@ -22,7 +24,7 @@ import contextvars
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numpy as np
 
@@ -31,11 +33,13 @@ from ..core.predictions import BatchResult
 from ..errors import InferenceError
 from .base import PlanJob, Record, RetryPolicy
 from .cutting import cut_region, read_region
-from .work import classify_stack
+from .work import Raster, classify_stack
 
 #: Threads that cut and classify tiles when the model runs one batch at a time: one cuts while the other waits on
 #: the model.
 MIN_THREADS = 2
+#: More threads than this open the raster each (see the module's docstring).
+SHARED_HANDLE_THREADS = 2
 #: How often (seconds) the calling thread wakes while it waits for results, so Ctrl-C and cancellation are heard.
 POLL = 0.1
 
@@ -67,6 +71,7 @@ class _TileThreads:
         #: Serialises model calls for a model that runs one batch at a time.
         self._model_lock = threading.Lock() if side_by_side <= 1 else nullcontext()
         self._read_lock = threading.Lock()
+        self._own_handles = job.opener is not None and self.count > SHARED_HANDLE_THREADS
         self._take_lock = threading.Lock()
         self._groups = iter(job.groups)
         self._results: queue.SimpleQueue[BatchResult | BaseException | None] = queue.SimpleQueue()
@@ -107,23 +112,40 @@ class _TileThreads:
     def _work(self) -> None:
         """One thread's loop; whatever it raises goes to the calling thread, which stops the others."""
         try:
-            batches = _Batches(self.job.model.batch_size)
-            retry = RetryPolicy(self.retries)
-            while not self._stop.is_set() and (group := self._next_group()) is not None:
-                for targets, stack in self._cut(group, batches):
+            with self._raster() as (raster, lock):
+                batches = _Batches(self.job.model.batch_size)
+                retry = RetryPolicy(self.retries)
+                while not self._stop.is_set() and (group := self._next_group()) is not None:
+                    for targets, stack in self._cut(raster, lock, group, batches):
+                        self._classify(targets, stack, retry)
+                for targets, stack in batches.flush():
                     self._classify(targets, stack, retry)
-            for targets, stack in batches.flush():
-                self._classify(targets, stack, retry)
         except BaseException as exc:
             self._results.put(exc)
         finally:
             self._results.put(None)
 
-    def _cut(self, group: np.ndarray, batches: _Batches) -> Iterator[tuple[np.ndarray, ChipStack]]:
+    @contextmanager
+    def _raster(self) -> Iterator[tuple[Raster, AbstractContextManager[object]]]:
+        """The raster this thread reads, and the lock its reads take (none for a handle of its own)."""
+        if not self._own_handles:
+            yield self.job.raster, self._read_lock
+            return
+        assert self.job.opener is not None
+        raster = self.job.opener()
+        try:
+            raster.select_bands(self.job.model.definition.extract_bands)
+            yield raster, nullcontext()
+        finally:
+            raster.close()
+
+    def _cut(
+        self, raster: Raster, lock: AbstractContextManager[object], group: np.ndarray, batches: _Batches
+    ) -> Iterator[tuple[np.ndarray, ChipStack]]:
         job = self.job
         windows = job.windows[group]
-        with self._read_lock:
-            region = read_region(job.raster, windows)
+        with lock:
+            region = read_region(raster, windows)
         for positions, stack in cut_region(region, windows, job.spec, job.polygons(group)):
             yield from batches.add(job.targets[group[positions]], stack)
 
