@@ -93,9 +93,9 @@ def resize_order1(chips: np.ndarray, height: int, width: int) -> np.ndarray:
 class KerasChips:
     """The preprocessor of an Esri Keras package: (batch, bands, h, w) chips to (batch, bands, size, size) input.
 
-    Chips reach it as float32 whatever the raster's type, so the type ``astype`` returns to is read from the
-    pixels: a chip of whole numbers came from an integer raster and is truncated like one; a chip with fractions
-    (a float raster) keeps them.
+    Chips reach it in the raster's own type when small integers, else as float32 (resampled chips always), so
+    the type ``astype`` returns to is read from the pixels: a chip of whole numbers came from an integer raster and
+    is truncated like one; a chip with fractions (a float raster) keeps them.
     """
 
     size: int
