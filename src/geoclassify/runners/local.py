@@ -12,7 +12,8 @@ that runs one batch at a time (TorchScript, Python inference functions, a GPU) i
 other thread cuts the next tile meanwhile. With two threads, reads go through one lock: the open raster is one
 GDAL handle, whose block cache neighbouring tiles share (the blocks on a tile's edge are decoded once), and a handle
 must not be used by two threads at once. With more (a machine of many cores), one lock would make reading the
-bottleneck, so each thread opens the raster itself, as a worker process does.
+bottleneck, so each thread opens a single-file raster itself, as a worker process does. A mosaic keeps one
+handle: it holds a dataset per image, and a copy per thread of a thousand-image mosaic would run out of files.
 
 The results go back to the calling thread, which records them: recording, progress and cancellation stay on the
 thread that started the run.
@@ -31,6 +32,7 @@ import numpy as np
 from ..core.chips import ChipStack
 from ..core.predictions import BatchResult
 from ..errors import InferenceError
+from ..io.rasters import RasterSource
 from .base import PlanJob, Record, RetryPolicy
 from .cutting import cut_region, read_region
 from .work import Raster, classify_stack
@@ -71,7 +73,9 @@ class _TileThreads:
         #: Serialises model calls for a model that runs one batch at a time.
         self._model_lock = threading.Lock() if side_by_side <= 1 else nullcontext()
         self._read_lock = threading.Lock()
-        self._own_handles = job.opener is not None and self.count > SHARED_HANDLE_THREADS
+        self._own_handles = (
+            job.opener is not None and isinstance(job.raster, RasterSource) and self.count > SHARED_HANDLE_THREADS
+        )
         self._take_lock = threading.Lock()
         self._groups = iter(job.groups)
         self._results: queue.SimpleQueue[BatchResult | BaseException | None] = queue.SimpleQueue()
