@@ -7,6 +7,7 @@ here, at load time, before a single raster block is read.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,8 @@ class Model:
     chip_folder: str | None = None
     _preprocessors: dict[tuple[int, ...], Callable[..., np.ndarray]] = field(default_factory=dict, repr=False)
     _threads: ThreadPoolExecutor | None = field(default=None, repr=False)
+    #: Several threads may classify at once (image collections in this process): one pool is made, not one each.
+    _threads_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.definition is None:
@@ -181,8 +184,9 @@ class Model:
     def _pool(self) -> ThreadPoolExecutor | None:
         if self.concurrency <= 1:
             return None
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="geoclassify-predict")
+        with self._threads_lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="geoclassify-predict")
         return self._threads
 
     def _check_finite(self, scores: np.ndarray, start: int) -> None:
