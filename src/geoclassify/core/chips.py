@@ -241,10 +241,12 @@ def gather_windows(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, height
 def cut_fixed(pixels: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, spec: ChipSpec) -> ChipStack:
     """Chips of the model's size at native resolution, cut at once from a block whose (0, 0) is at region offset 0:
     what :func:`cut_chip` gives one by one for windows that need no resizing, before blackening."""
-    chips = gather_windows(pixels, rows, cols, spec.height, spec.width)
+    chips = np.ascontiguousarray(gather_windows(pixels, rows, cols, spec.height, spec.width))
+    if valid.all():  # most tiles of most rasters: no mask to cut, nor pixels to count
+        return ChipStack(chips, np.ones((len(chips), spec.height, spec.width), dtype=bool), np.ones(len(chips)))
     masks = gather_windows(valid, rows, cols, spec.height, spec.width)
     counts = np.count_nonzero(masks.reshape(len(masks), -1), axis=1)
-    return ChipStack(np.ascontiguousarray(chips), masks, counts / (spec.height * spec.width))
+    return ChipStack(chips, masks, counts / (spec.height * spec.width))
 
 
 #: Widest chip whose span masks are looked up in a table (129 x 129 x 128 bytes, 2 MiB); wider ones compare.

@@ -60,16 +60,19 @@ class Preprocessor:
 
     def __call__(self, chips: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Normalise a (batch, bands, height, width) stack to float32; ``in_place`` reuses a float32 stack the
-        caller owns. Other types (chips keep the raster's) are scaled into a new float32 array in the same pass."""
+        caller owns. Other types (chips keep the raster's) are scaled into a new float32 array in the same pass.
+
+        Band by band with plain numbers: broadcasting a (1, bands, 1, 1) scale made numpy's inner loops a chip row
+        long and cost half as much again on small chips."""
         chips = np.asarray(chips)
-        if self.clip is not None:
-            out = chips.astype(np.float32, copy=not in_place)
-            np.clip(out, self.clip[0], self.clip[1], out=out)
-            out *= self.scale
-        elif chips.dtype == np.float32 and in_place:
-            out = chips
-            out *= self.scale
-        else:
-            out = np.multiply(chips, self.scale, dtype=np.float32)
-        out += self.offset
+        out = chips if in_place and chips.dtype == np.float32 else np.empty(chips.shape, dtype=np.float32)
+        scale, offset = self.scale.ravel(), self.offset.ravel()
+        for band in range(chips.shape[1]):
+            target = out[:, band]
+            if self.clip is not None:
+                np.clip(chips[:, band], self.clip[0], self.clip[1], out=target)
+                target *= scale[band]
+            else:
+                np.multiply(chips[:, band], scale[band], out=target, dtype=np.float32)
+            target += offset[band]
         return out
