@@ -116,6 +116,8 @@ class GridSource:
             self.sources[0].label if len(self.sources) == 1 else f"mosaic of {len(self.sources)} images"
         )
         self.band_indexes: tuple[int, ...] = ()
+        #: The type windows are read in, of the bands chosen (:func:`select_bands` sets both).
+        self._pixel_type = np.dtype(np.float32)
         self._readers = [self._reader(source) for source in self.sources]
 
     def _reader(self, source: RasterSource) -> tuple[object, tuple[int, int], tuple[float, float, float, float], bool]:
@@ -203,12 +205,12 @@ class GridSource:
                 "each, or give ExtractBands in the EMD"
             )
         self.band_indexes = chosen[0]
+        self._pixel_type = pixel_type([s.dataset.dtypes[i] for s in self.sources for i in s.band_indexes])
         return self.band_indexes
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Composite the window from every image that reaches it; the first valid pixel wins."""
-        dtypes = [s.dataset.dtypes[i] for s in self.sources for i in s.band_indexes]
-        pixels = np.zeros((len(self.band_indexes), height, width), dtype=pixel_type(dtypes))
+        pixels = np.zeros((len(self.band_indexes), height, width), dtype=self._pixel_type)
         valid = np.zeros((height, width), dtype=bool)
         for source, (dataset, (d_row, d_col), extent, needs_mask) in zip(self.sources, self._readers, strict=True):
             if (

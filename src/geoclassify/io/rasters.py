@@ -166,9 +166,9 @@ def read_clamped(
     window bilinearly while reading, using overviews, so a whole large image never sits in memory at full resolution.
     """
     row_off, col_off, height, width = window
-    if out_shape is not None:
-        return _read_resampled(dataset, band_indexes, window, needs_mask, label, out_shape)
     dtype = pixel_type([dataset.dtypes[i] for i in band_indexes])
+    if out_shape is not None:
+        return _read_resampled(dataset, band_indexes, window, needs_mask, label, out_shape, dtype)
     pixels = np.zeros((len(band_indexes), height, width), dtype=dtype)
     valid = np.zeros((height, width), dtype=bool)
     r0, c0 = max(row_off, 0), max(col_off, 0)
@@ -202,6 +202,7 @@ def _read_resampled(
     needs_mask: bool,
     label: str,
     out_shape: tuple[int, int],
+    dtype: np.dtype,
 ) -> tuple[np.ndarray, np.ndarray]:
     row_off, col_off, height, width = window
     if row_off < 0 or col_off < 0 or row_off + height > dataset.height or col_off + width > dataset.width:
@@ -211,7 +212,7 @@ def _read_resampled(
     try:
         data = dataset.read(
             indexes, window=Window(col_off, row_off, width, height), out_shape=shape, resampling=Resampling.bilinear
-        ).astype(pixel_type([dataset.dtypes[i] for i in band_indexes]), copy=False)
+        ).astype(dtype, copy=False)
         valid = np.ones(out_shape, dtype=bool)
         if needs_mask:
             with warnings.catch_warnings():

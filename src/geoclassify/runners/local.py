@@ -35,7 +35,7 @@ from ..errors import InferenceError
 from ..io.rasters import RasterSource
 from .base import PlanJob, Record, RetryPolicy
 from .cutting import cut_region, read_region
-from .work import Raster, classify_stack
+from .work import Raster, classify_stack, open_raster
 
 #: Threads that cut and classify tiles when the model runs one batch at a time: one cuts while the other waits on
 #: the model.
@@ -136,9 +136,8 @@ class _TileThreads:
             yield self.job.raster, self._read_lock
             return
         assert self.job.opener is not None
-        raster = self.job.opener()
+        raster = open_raster(self.job.opener, self.job.model)
         try:
-            raster.select_bands(self.job.model.definition.extract_bands)
             yield raster, nullcontext()
         finally:
             raster.close()

@@ -79,9 +79,18 @@ class WorkerState:
 def open_worker_state(setup: WorkerSetup) -> WorkerState:
     """Load the model with one inference thread (a worker's parallelism is its siblings) and open the raster."""
     loaded = setup.recipe.load(threads=1)
-    raster = setup.opener()
-    raster.select_bands(loaded.definition.extract_bands)
-    return WorkerState(loaded, raster, setup.spec, setup.band_indexes)
+    return WorkerState(loaded, open_raster(setup.opener, loaded), setup.spec, setup.band_indexes)
+
+
+def open_raster(opener: Opener, model: Model) -> Raster:
+    """The run's raster opened again, by a worker or a thread with a handle of its own, with the model's bands."""
+    raster = opener()
+    try:
+        raster.select_bands(model.definition.extract_bands)
+    except BaseException:
+        raster.close()
+        raise
+    return raster
 
 
 def run_work(state: WorkerState, work: Work) -> BatchResult:
