@@ -17,6 +17,20 @@ ONNX_HINT = (
     'Then write an EMD with "Framework": "ONNX" and "ModelFile" naming the .onnx (or build a package with '
     "`geoclassify package MODEL.onnx ...`)."
 )
+
+
+def arcgis_learn_export(definition: ModelDefinition) -> str:
+    """The one command that exports a FeatureClassifier to ONNX where arcgis.learn runs, with this EMD's chip
+    shape filled in, and what to do with the file: every message that sends a user there says the same."""
+    bands = len(definition.extract_bands) if definition.extract_bands is not None else "bands"
+    height, width = definition.image_height or "height", definition.image_width or "width"
+    return (
+        "`m = arcgis.learn.FeatureClassifier.from_model(r'<the .emd>'); torch.onnx.export(m.learn.model.eval(), "
+        f"torch.zeros(1, {bands}, {height}, {width}), 'model.onnx', input_names=['input'], "
+        "output_names=['logits'], dynamic_axes={'input': {0: 'batch'}})`. " + ONNX_HINT
+    )
+
+
 #: How to convert a Keras or TensorFlow model this version cannot read itself.
 TF2ONNX_RECIPE = (
     "Convert it to ONNX with tf2onnx where TensorFlow is installed: `python -m tf2onnx.convert --keras model.h5 "

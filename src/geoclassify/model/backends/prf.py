@@ -43,7 +43,7 @@ from ...errors import (
 from ..arguments import ArgumentSpec
 from ..device import CPU, Device, torch_device
 from ..packages import ModelPackage
-from .dialects import ONNX_HINT
+from .dialects import arcgis_learn_export
 from .package_code import OutsidePackageImport, PackageScope, package_code, public_name, release
 from .prf_parameters import argument_spec, emd_overrides, standard_parameters
 
@@ -360,16 +360,11 @@ def _function_path(package: ModelPackage) -> Path:
 
 
 def _bundled_message(package: ModelPackage, given: str) -> str:
-    definition = package.definition
-    bands = len(definition.extract_bands) if definition.extract_bands is not None else "bands"
-    height, width = definition.image_height or "height", definition.image_width or "width"
     return (
         f"{package.source}: InferenceFunction {given!r} points at the copy of Esri's function bundled inside "
         "ArcGIS Pro, not at a file in this package. It needs ArcGIS's own function and arcgis.learn (with arcpy), "
         "which geoclassify cannot run. Export the model to ONNX instead, once, where arcgis.learn is installed: "
-        "`m = arcgis.learn.FeatureClassifier.from_model(r'<the .emd>'); torch.onnx.export(m.learn.model.eval(), "
-        f"torch.zeros(1, {bands}, {height}, {width}), 'model.onnx', input_names=['input'], "
-        "output_names=['logits'], dynamic_axes={'input': {0: 'batch'}})`. " + ONNX_HINT
+        + arcgis_learn_export(package.definition)
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from ....errors import ModelMismatchError, UnsupportedModelError
 from ...packages import ModelPackage
 from ..conversion_cache import converted_onnx
-from ..dialects import ONNX_HINT
+from ..dialects import arcgis_learn_export
 from .graph import RESNETS, Network, build_graph, identify
 from .pth import read_state_dict
 
@@ -84,15 +84,9 @@ def network_of(metadata: Mapping[str, str], bands: int | None, classes: int | No
 
 def recipe(package: ModelPackage) -> str:
     """What to do with a FeatureClassifier this version cannot rebuild: export it to ONNX where arcgis.learn runs."""
-    definition = package.definition
-    bands = len(definition.extract_bands) if definition.extract_bands is not None else "bands"
-    height, width = definition.image_height or "height", definition.image_width or "width"
     return (
         f"geoclassify rebuilds {', '.join(SUPPORTED_BACKBONES)} networks from their weights, not this one. Export it "
-        "to ONNX once where arcgis.learn is installed (ArcGIS Pro's Python): "
-        "`m = arcgis.learn.FeatureClassifier.from_model(r'<the .emd>'); torch.onnx.export(m.learn.model.eval(), "
-        f"torch.zeros(1, {bands}, {height}, {width}), 'model.onnx', input_names=['input'], "
-        "output_names=['logits'], dynamic_axes={'input': {0: 'batch'}})`. " + ONNX_HINT
+        "to ONNX once where arcgis.learn is installed (ArcGIS Pro's Python): " + arcgis_learn_export(package.definition)
     )
 
 
