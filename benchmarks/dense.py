@@ -29,11 +29,10 @@ def main() -> None:
     started = time.perf_counter()
     raster = data.raster(args.size)
     houses = data.polygons(args.features, args.size)
-    widths = [8, 16, 32]  # about 20,000 chips/s in ONNX Runtime on 2 cores
-    model = data.dlpk(data.cnn("tiny64", 64, widths), 64)
+    model = data.tiny_dlpk()
     print(
         f"data ready in {time.perf_counter() - started:.1f} s: {raster.name}, {houses.name}, "
-        f"model {data.flops(widths, 64) / 1e6:.0f} MFLOP per chip"
+        f"model {data.flops(data.TINY_WIDTHS, data.TINY_CHIP) / 1e6:.0f} MFLOP per chip"
     )
     out = data.CACHE / "dense_out.gpkg"
     options = {"parallel_factor": args.parallel_factor} if args.parallel_factor else {}

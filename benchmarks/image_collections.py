@@ -25,8 +25,7 @@ from geoclassify import classify_objects
 import data
 from baseline import MEAN, STD
 
-SIZE = 64
-WIDTHS = [8, 16, 32]
+SIZE = data.TINY_CHIP
 
 
 def photos(count: int, seed: int = 7) -> Path:
@@ -79,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     folder = photos(args.images)
-    onnx_model = data.cnn("tiny64", SIZE, WIDTHS)
+    onnx_model = data.tiny_cnn()
     model = data.dlpk(onnx_model, SIZE, blacken=0)
     print(f"data ready in {time.perf_counter() - started:.1f} s: {args.images:,} photos in {folder}")
     rates: dict[str, float] = {}

@@ -36,8 +36,7 @@ from rasterio.windows import Window
 
 import data
 
-CHIP = 64
-WIDTHS = [8, 16, 32]
+CHIP = data.TINY_CHIP
 #: Batch size of the run: the EMD sets none, so the default (geoclassify.model.runtime.DEFAULT_BATCH_SIZE).
 BATCH = 16
 #: Distinct chips the model-alone figure cycles through: the same work as every chip, in bounded memory.
@@ -133,8 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     raster = data.raster(args.size)
     houses = data.polygons(args.features, args.size)
-    onnx_file = data.cnn("tiny64", CHIP, WIDTHS)
-    model = data.dlpk(onnx_file, CHIP)
+    onnx_file = data.tiny_cnn()
+    model = data.tiny_dlpk()
     windows = chip_windows(raster, houses)
     decode_seconds(raster, windows)  # once to warm the file cache, as the command's runs find it
     decode, image = decode_seconds(raster, windows)
@@ -152,7 +151,7 @@ def main() -> None:
     cpu = statistics.median(used for _, used, _ in measured)
     core = statistics.median(inside for _, _, inside in measured)
     n = len(windows)
-    mflop = data.flops(WIDTHS, CHIP) / 1e6
+    mflop = data.flops(data.TINY_WIDTHS, CHIP) / 1e6
     print(f"case: {args.size:,}² tiled DEFLATE GeoTIFF, {n:,} polygons, 64-px CNN ({mflop:.1f} MFLOP)")
     print()
     print("| figure | seconds | features/s |")

@@ -62,7 +62,7 @@ print(json.dumps({"features": summary.read, "seconds": summary.seconds,
 def run(count: int) -> dict:
     raster = mosaic_vrt()
     points = data.points(count, TILE * GRID)
-    model = data.dlpk(data.cnn("tiny64", 64, [8, 16, 32]), 64)
+    model = data.tiny_dlpk()
     out = data.CACHE / f"scale_out_{count}.gpkg"
     result = subprocess.run(
         [sys.executable, "-c", RUN, str(raster), str(points), str(model), str(out)],

@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     raster = data.raster(args.size)
     houses = data.polygons(args.features, args.size)
-    model = data.dlpk(data.cnn("tiny64", 64, [8, 16, 32]), 64)
+    model = data.tiny_dlpk()
     out = data.CACHE / "server_cli_out.gpkg"
     started = time.perf_counter()
     command = ["classify", "--image", raster, "--features", houses, "--model", model, "--out", out, "--overwrite", "-q"]

@@ -72,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     raster = data.raster(args.size)
     houses = data.polygons(args.features, args.size)
-    model = data.dlpk(data.cnn("tiny64", 64, [8, 16, 32]), 64)
+    model = data.tiny_dlpk()
     server = BenchServer(data.CACHE, workers=1)
     rows: list[tuple[str, str]] = []
     try:
