@@ -150,6 +150,7 @@ def main() -> None:
     e2e = statistics.median(runs)
     cpu = statistics.median(used for _, used, _ in measured)
     core = statistics.median(inside for _, _, inside in measured)
+    cores = len(os.sched_getaffinity(0))
     n = len(windows)
     mflop = data.flops(data.TINY_WIDTHS, CHIP) / 1e6
     print(f"case: {args.size:,}² tiled DEFLATE GeoTIFF, {n:,} polygons, 64-px CNN ({mflop:.1f} MFLOP)")
@@ -167,9 +168,15 @@ def main() -> None:
         f"\nratio: end to end / max(decode, model) = {e2e / max(decode, best):.2f} (target <= 1.3); "
         f"{n / e2e:,.0f} features/s end to end (target >= 12,000)"
     )
+    one_thread = alone["1 intra-op thread"]
+    budget = n / 12_000
+    print(
+        f"the model on one thread computes {n * mflop / 1e3 / one_thread:.0f} GFLOP/s; 12,000 features/s allows "
+        f"{budget:.2f} s from process start to exit, of which the model at its fastest takes {best:.2f} s and "
+        f"decode {decode / cores:.2f} s of the {cores} cores"
+    )
     # Decode and the model share the cores: their CPU time over the cores is the tighter floor.
-    cores = len(os.sched_getaffinity(0))
-    floor = (decode + alone["1 intra-op thread"]) / cores
+    floor = (decode + one_thread) / cores
     print(
         f"on {cores} cores, (decode + model on one thread) / cores = {floor:.2f} s; the run inside the process is "
         f"{core / floor:.2f}x that, the command {e2e / floor:.2f}x"
