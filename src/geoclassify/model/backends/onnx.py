@@ -21,11 +21,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-#: Pixels per chip times chips in one ONNX Runtime call on the CPU. A batch the user asked for is run in slices
-#: of about this size: a large chip's activations then stay in the core's caches. Measured on this project's 2-core
-#: machine: a 1.5 GFLOP CNN on 224-px chips ran 272 chips/s in slices of one chip and 242 in whole batches of 16
-#: (two one-thread sessions side by side); a 6.5 MFLOP CNN on 64-px chips is fastest at 16 chips a call (64 Ki
-#: pixels), 5% slower at 8 or 128. Each chip's scores do not depend on its batch, so the answer is the same.
+#: Pixels per chip times chips in one ONNX Runtime call on the CPU. The model runs a batch the user asked for in
+#: calls of about this size (``Model._run``): a large chip's activations then stay in the core's caches. Measured
+#: on this project's 2-core machine: a 1.5 GFLOP CNN on 224-px chips ran 272 chips/s in calls of one chip and 242
+#: in whole batches of 16 (two one-thread sessions side by side); a 6.5 MFLOP CNN on 64-px chips is fastest at 16
+#: chips a call (64 Ki pixels), 5% slower at 8 or 128. A chip's scores do not depend on its batch.
 CPU_PIXELS_PER_CALL = 64 * 64 * 16
 
 
@@ -51,6 +51,8 @@ class OnnxBackend:
         #: (64-px chips, 6.5 MFLOP) then does 21,350 chips/s where one batch at a time on the default threads does
         #: 16,000; a large one (224 px) is about as fast either way once its calls are sliced (CPU_PIXELS_PER_CALL).
         self.concurrency = 1
+        #: Pixels (chips times height times width) this session takes best in one call.
+        self.pixels_per_call = None if device.gpu else CPU_PIXELS_PER_CALL
         if threads:
             options.intra_op_num_threads = threads
         elif not device.gpu:
@@ -88,6 +90,8 @@ class OnnxBackend:
         self._dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
         b, c, h, w = (_dim(d) for d in model_input.shape)
         self.input_shape = (b, c, h, w)
+        if b is not None:  # a fixed batch pads every call to its size: slicing would multiply the work
+            self.pixels_per_call = None
         out_shape = list(model_output.shape)
         self.output_classes = _dim(out_shape[1]) if len(out_shape) >= 2 else None
 
@@ -98,12 +102,6 @@ class OnnxBackend:
         fixed = self.input_shape[0]
         if fixed is not None and batch.shape[0] != fixed:
             return self._predict_fixed(batch, fixed)
-        size = max(1, CPU_PIXELS_PER_CALL // (batch.shape[2] * batch.shape[3])) if batch.ndim == 4 else len(batch)
-        if not self.device.gpu and len(batch) > size:
-            return np.concatenate([self._predict(batch[start : start + size]) for start in range(0, len(batch), size)])
-        return self._predict(batch)
-
-    def _predict(self, batch: np.ndarray) -> np.ndarray:
         try:
             (scores,) = self.session.run([self.output_name], {self.input_name: batch.astype(self._dtype, copy=False)})
         except Exception as exc:
