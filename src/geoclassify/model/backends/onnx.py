@@ -105,7 +105,8 @@ class OnnxBackend:
         try:
             (scores,) = self.session.run([self.output_name], {self.input_name: batch.astype(self._dtype, copy=False)})
         except Exception as exc:
-            raise InferenceError(f"{self.path}: ONNX Runtime failed on a batch of {len(batch)} chips: {exc}") from None
+            chips = f"{len(batch)} chip" + ("s" if len(batch) != 1 else "")
+            raise InferenceError(f"{self.path}: ONNX Runtime failed on {chips}: {exc}") from None
         scores = np.asarray(scores, dtype=np.float32)
         return scores.reshape(scores.shape[0], -1)
 
