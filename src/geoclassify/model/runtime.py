@@ -167,7 +167,7 @@ class Model:
     def _predict_plain(
         self, batch: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> np.ndarray:
-        """``prepare`` normalises raw chips, call by call (see :meth:`_run`); without it the chips are normalised."""
+        """``prepare`` normalises raw chips, call by call (see :meth:`_run`); without it ``batch`` is normalised."""
         step = self.batch_size
         starts = range(0, len(batch), step)
         chunks = (batch[start : start + step] for start in starts)
