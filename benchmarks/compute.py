@@ -20,7 +20,8 @@ import numpy as np
 import onnxruntime as ort
 
 from geoclassify import classify_objects
-from geoclassify.model.backends.onnx import CPU_PIXELS_PER_CALL, available_cores
+from geoclassify.model.backends.base import CPU_PIXELS_PER_CALL
+from geoclassify.model.backends.onnx import available_cores
 
 import data
 

@@ -137,7 +137,7 @@ def test_onnx_runs_large_chips_in_calls_that_keep_each_chips_scores(tmp_path):
     """A batch of large chips goes to ONNX Runtime a few chips a call, each call's chips normalised just before it
     (they then stay in the core's caches: 13% more chips/s at 224 px); every chip keeps its own scores, in order. A
     model with a fixed batch is not sliced, as every call would be padded to that batch."""
-    from geoclassify.model.backends.onnx import CPU_PIXELS_PER_CALL
+    from geoclassify.model.backends.base import CPU_PIXELS_PER_CALL
 
     size = 128
     weights = np.random.default_rng(4).normal(size=(2, 3 * size * size)).astype("float32") / 100

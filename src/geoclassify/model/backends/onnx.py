@@ -10,7 +10,7 @@ import numpy as np
 from ...errors import DeviceError, InferenceError, ModelMismatchError, ModelPackageError
 from ..arguments import ArgumentSpec
 from ..device import CPU, Device, check_onnx_session, onnx_providers
-from .base import tensor_argument_specs
+from .base import CPU_PIXELS_PER_CALL, tensor_argument_specs
 
 
 def available_cores() -> int:
@@ -19,14 +19,6 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
-
-
-#: Pixels per chip times chips in one ONNX Runtime call on the CPU. The model runs a batch the user asked for in
-#: calls of about this size (``Model._run``): a large chip's activations then stay in the core's caches. Measured
-#: on this project's 2-core machine: a 1.5 GFLOP CNN on 224-px chips ran 272 chips/s in calls of one chip and 242
-#: in whole batches of 16 (two one-thread sessions side by side); a 6.5 MFLOP CNN on 64-px chips is fastest at 16
-#: chips a call (64 Ki pixels), 5% slower at 8 or 128. A chip's scores do not depend on its batch.
-CPU_PIXELS_PER_CALL = 64 * 64 * 16
 
 
 def _dim(value: object) -> int | None:

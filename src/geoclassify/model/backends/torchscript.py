@@ -13,7 +13,7 @@ import numpy as np
 from ...errors import InferenceError, MissingExtraError, UnsupportedModelError
 from ..arguments import ArgumentSpec
 from ..device import CPU, Device, torch_device
-from .base import tensor_argument_specs
+from .base import CPU_PIXELS_PER_CALL, tensor_argument_specs
 
 INSTALL_HINT = (
     "install the extra with `pip install 'geoclassify[torch]'` (on a machine without a GPU, install PyTorch's CPU "
@@ -43,6 +43,8 @@ class TorchScriptBackend:
         self._torch = torch
         self.device = device
         self._device = torch_device(device, torch)
+        #: See ``CPU_PIXELS_PER_CALL``: 224-px chips one a call run 1.8x as fast as whole batches of 16.
+        self.pixels_per_call = None if device.gpu else CPU_PIXELS_PER_CALL
         try:
             self.module = torch.jit.load(str(path), map_location=self._device).eval()
         except (RuntimeError, ValueError) as exc:
