@@ -278,13 +278,13 @@ def test_esri_dialects_are_named_with_a_conversion(scene, tmp_path, emd, fragmen
 
 
 def test_torchscript_runs_large_chips_in_calls_with_each_chips_own_scores(tmp_path):
-    """TorchScript on the CPU gets a batch of large chips a few a call, as ONNX Runtime does (224-px chips one a
+    """TorchScript on the CPU gets a batch of large chips a few a call, as ONNX Runtime does (224-px chips four a
     call ran 1.8x as fast as whole batches of 16); the scores are those of the whole batch at once, in order."""
     torch = pytest.importorskip("torch")
     from geoclassify.model.backends.base import CPU_PIXELS_PER_CALL
     from geoclassify.model.runtime import load_model
 
-    size = 128
+    size = 224
     torch.manual_seed(2)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),

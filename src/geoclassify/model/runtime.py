@@ -184,9 +184,9 @@ class Model:
         return np.concatenate(parts) if parts else np.zeros((0, len(self.definition.classes)))
 
     def _run(self, chips: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
-        """Scores of one batch, in calls of the runtime's size (its ``pixels_per_call``; ONNX Runtime on the CPU
-        runs 224-px chips one at a time, whose activations then stay in the core's caches: 272 instead of 242
-        chips/s), raw chips each normalised just before their call, while they are in those caches too."""
+        """Scores of one batch, in calls of the runtime's size (its ``pixels_per_call``: on the CPU, four 224-px
+        chips, whose activations then stay nearer the core), each call's raw chips normalised just before it, while
+        they are in the core's caches too."""
         backend = getattr(self.backend, "onnx", self.backend)  # Keras runs through its ONNX conversion
         pixels = getattr(backend, "pixels_per_call", None)
         size = max(1, pixels // (chips.shape[2] * chips.shape[3])) if pixels and chips.ndim == 4 else len(chips)

@@ -9,12 +9,13 @@ import numpy as np
 from ..arguments import ArgumentSpec
 
 #: Pixels (chips times height times width) a runtime on the CPU takes best in one call: the model runs a batch the
-#: user asked for in calls of about this size (``Model._run``), since a large chip's activations then stay in the
-#: core's caches. A backend says so with a ``pixels_per_call`` attribute. Measured on this project's 2-core machine
-#: with a 1.5 GFLOP CNN on 224-px chips: ONNX Runtime 272 chips/s in calls of one chip against 242 in whole batches
-#: of 16 (two one-thread sessions side by side), TorchScript 85 against 48 (two intra-op threads). A 6.5 MFLOP CNN
-#: on 64-px chips is fastest at 16 chips a call (64 Ki pixels) in both. A chip's scores do not depend on its batch.
-CPU_PIXELS_PER_CALL = 64 * 64 * 16
+#: user asked for in calls of about this size (``Model._run``), since a large chip's activations then stay nearer
+#: the core. A backend says so with a ``pixels_per_call`` attribute. Four 224-px chips, measured on this project's
+#: 2-core machine (chips/s, calls of 4 against whole batches of 16): ONNX Runtime as two one-thread sessions side by
+#: side, a plain 1.5 GFLOP CNN 243 against 209 (one chip a call: 260), fastai's ResNet-34 49.7 against 50.6 and
+#: ResNet-50 46.8 against 45.6 (one chip a call: 6 to 9% slower); TorchScript on two threads, the plain CNN 85
+#: against 48. Chips of 64 px keep whole batches of 16, the fastest there. A chip's scores do not depend on its batch.
+CPU_PIXELS_PER_CALL = 4 * 224 * 224
 
 
 class Backend(Protocol):

@@ -41,8 +41,7 @@ class OnnxBackend:
         #: Batches worth running side by side (see ``Model.concurrency``). Without a thread count, on the CPU, a
         #: session runs each call on one thread and batches run on every core at once. On 2 cores a small model
         #: (64-px chips, 6.5 MFLOP) then does 21,350 chips/s where one batch at a time on the default threads does
-        #: 16,000; a large one (224 px, 1.5 GFLOP) 264 to 267 in calls of one chip (CPU_PIXELS_PER_CALL), where
-        #: whole batches of 16 on the default threads do 234 to 244.
+        #: 16,000; for large chips see CPU_PIXELS_PER_CALL.
         self.concurrency = 1
         #: Pixels (chips times height times width) this session takes best in one call.
         self.pixels_per_call = None if device.gpu else CPU_PIXELS_PER_CALL

@@ -43,7 +43,7 @@ class TorchScriptBackend:
         self._torch = torch
         self.device = device
         self._device = torch_device(device, torch)
-        #: See ``CPU_PIXELS_PER_CALL``: 224-px chips one a call run 1.8x as fast as whole batches of 16.
+        #: See ``CPU_PIXELS_PER_CALL``: 224-px chips four a call ran 1.8x as fast as whole batches of 16.
         self.pixels_per_call = None if device.gpu else CPU_PIXELS_PER_CALL
         try:
             self.module = torch.jit.load(str(path), map_location=self._device).eval()
