@@ -142,10 +142,7 @@ class Model:
                 return self.backend.classify_chips(chips, valid, self.batch_size)  # type: ignore[union-attr]
             self.prepare(band_indexes)
             preprocess = self._preprocessors[band_indexes]
-            if self.arguments.get("test_time_augmentation"):
-                probs = self.predict(preprocess(chips, in_place=owned))
-            else:
-                probs = self._predict_plain(chips, lambda part: preprocess(part, in_place=owned))
+            probs = self.predict(chips, lambda part: preprocess(part, in_place=owned))
             keep = self.multi_label or self.keeps_probabilities
             return probs.argmax(axis=1), probs if keep else probs.max(axis=1)
         except InferenceError as exc:
@@ -155,14 +152,17 @@ class Model:
             named = f": {describe_ids([ids[r] for r in rows])}" if rows is not None and len(ids) == len(chips) else ""
             raise InferenceError(f"{exc}{named}\nThe batch held {describe_ids(ids)}.") from None
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (batch, classes) for a stack of *normalised* chips, with TTA when asked."""
+    def predict(self, batch: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """Probabilities (batch, classes), with TTA when asked, for a stack of *normalised* chips, or of raw ones
+        that ``prepare`` normalises (call by call, see :meth:`_run`)."""
         if self.arguments.get("test_time_augmentation"):
+            if prepare is not None:  # the views are of normalised chips, normalised once
+                batch = prepare(batch)
             square = self.chip_height == self.chip_width
             views = transforms(self.definition.image_space_used, square)
             probs = sum(self._predict_plain(view(batch)) for view in views)
             return probs / len(views)
-        return self._predict_plain(batch)
+        return self._predict_plain(batch, prepare)
 
     def _predict_plain(
         self, batch: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] | None = None
@@ -187,8 +187,7 @@ class Model:
         """Scores of one batch, in calls of the runtime's size (its ``pixels_per_call``: on the CPU, four 224-px
         chips, whose activations then stay nearer the core), each call's raw chips normalised just before it, while
         they are in the core's caches too."""
-        backend = getattr(self.backend, "onnx", self.backend)  # Keras runs through its ONNX conversion
-        pixels = getattr(backend, "pixels_per_call", None)
+        pixels = getattr(self._runtime, "pixels_per_call", None)
         size = max(1, pixels // (chips.shape[2] * chips.shape[3])) if pixels and chips.ndim == 4 else len(chips)
         predict = self.backend.predict  # type: ignore[union-attr]
         parts = [chips[start : start + size] for start in range(0, len(chips), size)] if size < len(chips) else [chips]
@@ -196,10 +195,14 @@ class Model:
         return scores[0] if len(scores) == 1 else np.concatenate(scores)
 
     @property
+    def _runtime(self) -> object:
+        """The backend whose runtime runs the calls: Keras runs through its ONNX conversion."""
+        return getattr(self.backend, "onnx", self.backend)
+
+    @property
     def concurrency(self) -> int:
         """Batches the runtime runs side by side well: more than one for a session with one thread per call."""
-        backend = getattr(self.backend, "onnx", self.backend)  # Keras runs through its ONNX conversion
-        return int(getattr(backend, "concurrency", 1))
+        return int(getattr(self._runtime, "concurrency", 1))
 
     def _pool(self) -> ThreadPoolExecutor | None:
         if self.concurrency <= 1:
