@@ -152,7 +152,8 @@ def cnn(name: str, size: int, widths: list[int], seed: int = 3) -> Path:
     return path
 
 
-def dlpk(model: Path, size: int, blacken: int = 1) -> Path:
+def dlpk(model: Path, size: int, blacken: int = 1, **keys: object) -> Path:
+    """The model packaged beside it with an EMD for two classes; ``keys`` add to the EMD or replace its keys."""
     path = model.with_suffix(".dlpk")
     if path.exists():
         return path
@@ -167,6 +168,7 @@ def dlpk(model: Path, size: int, blacken: int = 1) -> Path:
         "BlackenAroundFeature": blacken,
         "ModelOutput": "logits",
         "Classes": [{"Value": 1, "Name": "Intact"}, {"Value": 2, "Name": "Damaged"}],
+        **keys,
     }
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(model.stem + ".emd", json.dumps(emd))

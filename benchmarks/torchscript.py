@@ -11,10 +11,8 @@ three in turn that many times; the medians count.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-import zipfile
 from pathlib import Path
 
 import torch
@@ -28,7 +26,7 @@ from compute import BATCH, SIZE, WIDTHS
 
 def network() -> Path:
     """The compute-bound CNN's shape in PyTorch (random weights), traced and saved as TorchScript."""
-    path = data.CACHE / "compute224.pt"
+    path = data.CACHE / "compute224_torch.pt"
     if not path.exists():
         data.CACHE.mkdir(exist_ok=True)
         torch.manual_seed(3)
@@ -45,24 +43,7 @@ def network() -> Path:
 
 
 def package() -> Path:
-    path = data.CACHE / "compute224_torch.dlpk"
-    if not path.exists():
-        emd = {
-            "Framework": "PyTorch",
-            "ModelConfiguration": "FeatureClassifier",
-            "ModelType": "ObjectClassification",
-            "ModelFile": "compute224.pt",
-            "ImageWidth": SIZE,
-            "ImageHeight": SIZE,
-            "ExtractBands": [0, 1, 2],
-            "CropSizeFixed": 1,
-            "BlackenAroundFeature": 1,
-            "Classes": [{"Value": 1, "Name": "Intact"}, {"Value": 2, "Name": "Damaged"}],
-        }
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("compute224_torch.emd", json.dumps(emd))
-            archive.write(network(), "compute224.pt")
-    return path
+    return data.dlpk(network(), SIZE, Framework="PyTorch", ModelConfiguration="FeatureClassifier")
 
 
 def model_alone(count: int, per_call: int) -> float:
